@@ -1,0 +1,362 @@
+// See crypto.h. The only translation unit (with keyfile.cc) that includes Crypto++.
+#include "common/crypto.h"
+
+#include <sodium.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+#include <crypto++/aes.h>
+#include <crypto++/filters.h>
+#include <crypto++/gcm.h>
+#include <crypto++/hkdf.h>
+#include <crypto++/hmac.h>
+#include <crypto++/misc.h>
+#include <crypto++/scrypt.h>
+#include <crypto++/sha.h>
+
+#include "common/error.h"
+#include "common/crypto.pb.h"
+
+namespace coffer::crypto {
+namespace {
+
+const CryptoPP::byte* B(std::string_view s) {
+  return reinterpret_cast<const CryptoPP::byte*>(s.data());
+}
+
+void EnsureSodium() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (sodium_init() < 0) throw Error(EIO, "libsodium failed to initialise");
+  });
+}
+
+constexpr std::string_view kObjectInfo = "coffer/v1/object";
+constexpr std::string_view kAadLabel = "coffer/v1/aad";
+
+// AAD = label || version (4, big-endian) || kind (1) || id (16) || epoch (4, big-endian).
+// A MAC input, not a stored format: it only has to be unambiguous, which fixed sizes make it.
+std::string MakeAad(std::uint32_t version, ObjectKind kind, const ObjectId& id,
+                    std::uint32_t epoch) {
+  std::string aad(kAadLabel);
+  auto put32 = [&aad](std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) aad.push_back(static_cast<char>(v >> shift));
+  };
+  put32(version);
+  aad.push_back(static_cast<char>(kind));
+  aad.append(reinterpret_cast<const char*>(id.data()), id.size());
+  put32(epoch);
+  return aad;
+}
+
+SecretBytes ObjectKey(const DerivedKeys& keys, ObjectKind kind, const ObjectId& id) {
+  const SecretBytes& base =
+      kind == ObjectKind::kChunk ? keys.data.bytes() : keys.record.bytes();
+  std::string info(kObjectInfo);
+  info.append(reinterpret_cast<const char*>(id.data()), id.size());
+  return primitives::Hkdf(base.view(), {}, info, kKeySize);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+void HardenProcess() {
+  EnsureSodium();
+  struct rlimit no_core = {0, 0};
+  if (setrlimit(RLIMIT_CORE, &no_core) != 0) ThrowErrno("setrlimit(RLIMIT_CORE)");
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) ThrowErrno("prctl(PR_SET_DUMPABLE)");
+}
+
+SecretBytes::SecretBytes(std::size_t size) : size_(size) {
+  EnsureSodium();
+  // sodium_malloc(0) is valid but returns a pointer we must still free; keep it uniform.
+  data_ = static_cast<unsigned char*>(sodium_malloc(size == 0 ? 1 : size));
+  if (data_ == nullptr) throw Error(ENOMEM, "cannot allocate locked memory for a secret");
+  sodium_memzero(data_, size == 0 ? 1 : size);
+}
+
+SecretBytes SecretBytes::CopyOf(std::string_view bytes) {
+  SecretBytes out(bytes.size());
+  if (!bytes.empty()) std::memcpy(out.data_, bytes.data(), bytes.size());
+  return out;
+}
+
+SecretBytes& SecretBytes::operator=(SecretBytes&& o) noexcept {
+  if (this != &o) {
+    if (data_) sodium_free(data_);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+SecretBytes::~SecretBytes() {
+  if (data_) sodium_free(data_);  // wipes before freeing
+}
+
+SecretBytes SecretBytes::Clone() const { return CopyOf(view()); }
+
+void SecretBytes::Truncate(std::size_t size) noexcept {
+  if (size >= size_) return;
+  sodium_memzero(data_ + size, size_ - size);
+  size_ = size;
+}
+
+bool SecretBytes::Equals(const SecretBytes& other) const noexcept {
+  return primitives::ConstantTimeEqual(view(), other.view());
+}
+
+template <class Tag>
+Key<Tag>::Key(SecretBytes bytes) : bytes_(std::move(bytes)) {
+  if (bytes_.size() != kKeySize) throw Error(EINVAL, "a key must be 32 bytes");
+}
+template class Key<MasterTag>;
+template class Key<DataTag>;
+template class Key<RecordTag>;
+template class Key<NameTag>;
+template class Key<FingerprintTag>;
+
+MasterKey GenerateMasterKey() {
+  SecretBytes bytes(kKeySize);
+  primitives::RandomBytes(bytes.data(), bytes.size());
+  return MasterKey(std::move(bytes));
+}
+
+DerivedKeys DeriveKeys(const MasterKey& master) {
+  auto derive = [&](std::string_view info) {
+    return primitives::Hkdf(master.bytes().view(), {}, info, kKeySize);
+  };
+  return DerivedKeys{DataKey(derive("coffer/v1/data")), RecordKey(derive("coffer/v1/record")),
+                     NameKey(derive("coffer/v1/name")),
+                     FingerprintKey(derive("coffer/v1/fingerprint"))};
+}
+
+std::string Fingerprint(const MasterKey& master) {
+  DerivedKeys keys = DeriveKeys(master);
+  std::string hex = ToHex(primitives::Sha256(keys.fingerprint.bytes().view()).substr(0, 16));
+  std::string out;
+  for (std::size_t i = 0; i < hex.size(); i += 4) {
+    if (i) out.push_back('-');
+    out.append(hex, i, 4);
+  }
+  return out;
+}
+
+bool IsValidKind(std::uint32_t kind) noexcept {
+  return kind >= static_cast<std::uint32_t>(ObjectKind::kChunk) &&
+         kind <= static_cast<std::uint32_t>(ObjectKind::kStoreMeta);
+}
+
+ObjectId RandomObjectId() {
+  ObjectId id;
+  primitives::RandomBytes(id.data(), id.size());
+  return id;
+}
+
+std::string ToHex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+std::string ToHex(const ObjectId& id) {
+  return ToHex(std::string_view(reinterpret_cast<const char*>(id.data()), id.size()));
+}
+
+std::optional<ObjectId> ObjectIdFromHex(std::string_view hex) {
+  if (hex.size() != 2 * kObjectIdSize) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  ObjectId id;
+  for (std::size_t i = 0; i < kObjectIdSize; ++i) {
+    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    id[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+  }
+  return id;
+}
+
+// ---------------------------------------------------------------------------------------------
+void Keyring::Add(std::uint32_t epoch, const MasterKey& master) {
+  if (epochs_.count(epoch)) throw Error(EEXIST, "key epoch " + std::to_string(epoch) + " twice");
+  epochs_.emplace(epoch, DeriveKeys(master));
+}
+
+std::uint32_t Keyring::current_epoch() const {
+  if (epochs_.empty()) throw Error(EINVAL, "no key loaded");
+  return epochs_.rbegin()->first;
+}
+
+const DerivedKeys* Keyring::Find(std::uint32_t epoch) const {
+  auto it = epochs_.find(epoch);
+  return it == epochs_.end() ? nullptr : &it->second;
+}
+
+std::string Seal(const Keyring& keys, ObjectKind kind, const ObjectId& id, std::uint32_t epoch,
+                 std::string_view plaintext) {
+  const DerivedKeys* derived = keys.Find(epoch);
+  if (!derived) throw Error(EINVAL, "cannot seal under unknown key epoch " + std::to_string(epoch));
+  if (!IsValidKind(static_cast<std::uint32_t>(kind))) throw Error(EINVAL, "invalid object kind");
+  if (plaintext.size() > kMaxSealedSize - 64) throw Error(EFBIG, "object too large to seal");
+  SecretBytes key = ObjectKey(*derived, kind, id);
+  proto::SealedObject sealed;
+  sealed.set_version(kSealFormatVersion);
+  sealed.set_kind(static_cast<std::uint32_t>(kind));
+  sealed.set_epoch(epoch);
+  sealed.set_nonce(primitives::RandomString(kNonceSize));
+  sealed.set_ciphertext(primitives::GcmEncrypt(
+      key.view(), sealed.nonce(), MakeAad(kSealFormatVersion, kind, id, epoch), plaintext));
+  return sealed.SerializeAsString();
+}
+
+static std::optional<proto::SealedObject> ParseSealed(std::string_view sealed) {
+  if (sealed.size() > kMaxSealedSize) return std::nullopt;
+  proto::SealedObject msg;
+  if (!msg.ParseFromArray(sealed.data(), static_cast<int>(sealed.size()))) return std::nullopt;
+  if (msg.version() != kSealFormatVersion || !IsValidKind(msg.kind()) ||
+      msg.nonce().size() != kNonceSize || msg.ciphertext().size() < kTagSize) {
+    return std::nullopt;
+  }
+  return msg;
+}
+
+std::optional<std::string> Open(const Keyring& keys, ObjectKind kind, const ObjectId& id,
+                                std::string_view sealed) {
+  std::optional<proto::SealedObject> msg = ParseSealed(sealed);
+  if (!msg || msg->kind() != static_cast<std::uint32_t>(kind)) return std::nullopt;
+  const DerivedKeys* derived = keys.Find(msg->epoch());
+  if (!derived) return std::nullopt;
+  SecretBytes key = ObjectKey(*derived, kind, id);
+  return primitives::GcmDecrypt(key.view(), msg->nonce(),
+                                MakeAad(msg->version(), kind, id, msg->epoch()),
+                                msg->ciphertext());
+}
+
+std::optional<SealedInfo> Inspect(std::string_view sealed) {
+  std::optional<proto::SealedObject> msg = ParseSealed(sealed);
+  if (!msg) return std::nullopt;
+  return SealedInfo{msg->version(), static_cast<ObjectKind>(msg->kind()), msg->epoch(),
+                    msg->ciphertext().size() - kTagSize};
+}
+
+// ---------------------------------------------------------------------------------------------
+namespace primitives {
+
+void RandomBytes(unsigned char* out, std::size_t size) {
+  EnsureSodium();
+  randombytes_buf(out, size);  // getrandom(2): the kernel CSPRNG
+}
+
+std::string RandomString(std::size_t size) {
+  std::string out(size, '\0');
+  RandomBytes(reinterpret_cast<unsigned char*>(out.data()), size);
+  return out;
+}
+
+SecretBytes Hkdf(std::string_view ikm, std::string_view salt, std::string_view info,
+                 std::size_t length) {
+  CryptoPP::HKDF<CryptoPP::SHA256> hkdf;
+  if (length > hkdf.MaxDerivedKeyLength()) throw Error(EINVAL, "HKDF output too long");
+  SecretBytes out(length);
+  hkdf.DeriveKey(out.data(), out.size(), B(ikm), ikm.size(), B(salt), salt.size(), B(info),
+                 info.size());
+  return out;
+}
+
+SecretBytes Scrypt(std::string_view passphrase, std::string_view salt, std::uint64_t n,
+                   std::uint32_t r, std::uint32_t p, std::size_t length) {
+  SecretBytes out(length);
+  try {
+    CryptoPP::Scrypt scrypt;
+    scrypt.DeriveKey(out.data(), out.size(), B(passphrase), passphrase.size(), B(salt),
+                     salt.size(), static_cast<CryptoPP::word64>(n), r, p);
+  } catch (const CryptoPP::Exception& e) {
+    throw Error(EINVAL, std::string("scrypt: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    throw Error(ENOMEM, "scrypt: not enough memory for these parameters");
+  }
+  return out;
+}
+
+std::string Sha256(std::string_view data) {
+  std::string out(CryptoPP::SHA256::DIGESTSIZE, '\0');
+  CryptoPP::SHA256().CalculateDigest(reinterpret_cast<CryptoPP::byte*>(out.data()), B(data),
+                                     data.size());
+  return out;
+}
+
+std::string HmacSha256(std::string_view key, std::string_view data, std::string_view more) {
+  CryptoPP::HMAC<CryptoPP::SHA256> hmac(B(key), key.size());
+  std::string out(hmac.DigestSize(), '\0');
+  hmac.Update(B(data), data.size());
+  hmac.Update(B(more), more.size());
+  hmac.Final(reinterpret_cast<CryptoPP::byte*>(out.data()));
+  return out;
+}
+
+std::string GcmEncrypt(std::string_view key, std::string_view nonce, std::string_view aad,
+                       std::string_view plaintext) {
+  if (key.size() != kKeySize || nonce.size() != kNonceSize) {
+    throw Error(EINVAL, "AES-256-GCM needs a 32-byte key and a 12-byte nonce");
+  }
+  CryptoPP::GCM<CryptoPP::AES>::Encryption enc;
+  enc.SetKeyWithIV(B(key), key.size(), B(nonce), nonce.size());
+  std::string out(plaintext.size() + kTagSize, '\0');
+  auto* dst = reinterpret_cast<CryptoPP::byte*>(out.data());
+  enc.EncryptAndAuthenticate(dst, dst + plaintext.size(), kTagSize, B(nonce), nonce.size(),
+                             B(aad), aad.size(), B(plaintext), plaintext.size());
+  return out;
+}
+
+namespace {
+template <class Out>
+bool GcmDecryptInto(std::string_view key, std::string_view nonce, std::string_view aad,
+                    std::string_view in, Out& out) {
+  if (key.size() != kKeySize || nonce.size() != kNonceSize || in.size() < kTagSize) return false;
+  CryptoPP::GCM<CryptoPP::AES>::Decryption dec;
+  dec.SetKeyWithIV(B(key), key.size(), B(nonce), nonce.size());
+  std::size_t n = in.size() - kTagSize;
+  return dec.DecryptAndVerify(reinterpret_cast<CryptoPP::byte*>(out.data()), B(in) + n, kTagSize,
+                              B(nonce), nonce.size(), B(aad), aad.size(), B(in), n);
+}
+}  // namespace
+
+std::optional<std::string> GcmDecrypt(std::string_view key, std::string_view nonce,
+                                      std::string_view aad,
+                                      std::string_view ciphertext_and_tag) {
+  if (ciphertext_and_tag.size() < kTagSize) return std::nullopt;
+  std::string out(ciphertext_and_tag.size() - kTagSize, '\0');
+  if (!GcmDecryptInto(key, nonce, aad, ciphertext_and_tag, out)) return std::nullopt;
+  return out;
+}
+
+std::optional<SecretBytes> GcmDecryptSecret(std::string_view key, std::string_view nonce,
+                                            std::string_view aad,
+                                            std::string_view ciphertext_and_tag) {
+  if (ciphertext_and_tag.size() < kTagSize) return std::nullopt;
+  SecretBytes out(ciphertext_and_tag.size() - kTagSize);
+  if (!GcmDecryptInto(key, nonce, aad, ciphertext_and_tag, out)) return std::nullopt;
+  return out;
+}
+
+bool ConstantTimeEqual(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return CryptoPP::VerifyBufsEqual(B(a), B(b), a.size());
+}
+
+}  // namespace primitives
+}  // namespace coffer::crypto
