@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# README command (2): set up a fresh Debian 12 machine, build, and run the whole test suite.
+#   1. installs the packages (scripts/setup.sh),
+#   2. builds with -Dwerror=true and runs every suite (unit, mount, net),
+#   3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit suite,
+#   4. prints "N passed, N failed" counted from the meson test logs (skips count as failures:
+#      a skipped test is a promise not kept) and exits non-zero on any failure.
+# Build directories: build-ci/ and build-asan/ (reused when present; delete them to start over).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc)
+
+step() { printf '\n== %s\n' "$*"; }
+fail_early() { echo "$*" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+step "setup"
+bash scripts/setup.sh || fail_early "setup failed"
+
+configure() {  # dir, options...
+  local dir=$1; shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson setup --reconfigure "$dir" "$@" >"$dir.setup.log" 2>&1
+  else
+    meson setup "$dir" "$@" >"$dir.setup.log" 2>&1
+  fi || { cat "$dir.setup.log"; return 1; }
+}
+
+step "build (werror)"
+configure build-ci -Dwerror=true -Dtests=true -Dbench=true || fail_early "meson setup failed"
+ninja -C build-ci -j "$jobs" || fail_early "build failed"
+
+step "tests: all suites"
+meson test -C build-ci --print-errorlogs --num-processes "$jobs" --timeout-multiplier 2
+status_main=$?
+
+step "build (address,undefined sanitizers)"
+configure build-asan -Dwerror=true -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false \
+  -Dbuildtype=debug || fail_early "meson setup (asan) failed"
+ninja -C build-asan -j "$jobs" || fail_early "build (asan) failed"
+
+step "tests: unit suite under ASan+UBSan"
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
+  meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs" \
+  --timeout-multiplier 3
+status_asan=$?
+
+step "summary"
+python3 scripts/count_tests.py build-ci/meson-logs/testlog.junit.xml \
+  build-asan/meson-logs/testlog.junit.xml
+status_count=$?
+[ $status_main -eq 0 ] && [ $status_asan -eq 0 ] && [ $status_count -eq 0 ]
