@@ -10,6 +10,8 @@ PACKAGES=(
   libfuse3-dev fuse3 libcrypto++-dev libzmq3-dev cppzmq-dev liblmdb-dev lmdb-utils
   protobuf-compiler libprotobuf-dev libasio-dev libssl-dev libcli11-dev
   libtomlplusplus-dev libspdlog-dev libcrypt-dev libsodium-dev
+  # replicator, coffer-node, cofferctl (issue 3)
+  # coffer-pop3d (issue 6)
   # tests, fuzzers, benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev clang-14 libclang-rt-14-dev
   openssl python3 procps psmisc
