@@ -230,6 +230,29 @@ static std::optional<proto::SealedObject> ParseSealed(std::string_view sealed) {
       msg.nonce().size() != kNonceSize || msg.ciphertext().size() < kTagSize) {
     return std::nullopt;
   }
+  // Accept exactly the bytes Seal() writes. Protobuf parsing alone also accepts appended fields
+  // (a repeated field: the last one wins; unknown fields), reordered fields and over-long
+  // varints, so the same object would have many encodings. The canonical one is fields 1-4
+  // serialized, then the ciphertext as field 5 (tag 0x2a, varint length), ending the input;
+  // checking the small prefix and the total size avoids copying the ciphertext.
+  proto::SealedObject head;
+  head.set_version(msg.version());
+  head.set_kind(msg.kind());
+  head.set_epoch(msg.epoch());
+  head.set_nonce(msg.nonce());
+  std::string prefix = head.SerializeAsString();
+  prefix.push_back('\x2a');
+  for (std::size_t n = msg.ciphertext().size();; n >>= 7) {
+    if (n < 0x80) {
+      prefix.push_back(static_cast<char>(n));
+      break;
+    }
+    prefix.push_back(static_cast<char>((n & 0x7f) | 0x80));
+  }
+  if (sealed.size() != prefix.size() + msg.ciphertext().size() ||
+      sealed.substr(0, prefix.size()) != prefix) {
+    return std::nullopt;
+  }
   return msg;
 }
 

@@ -149,14 +149,15 @@ class Keyring {
 };
 
 // Seals `plaintext` as object `id` of `kind` under `epoch` (which must be in `keys`) with a fresh
-// random nonce. Thread-safe for a const Keyring. Throws coffer::Error(EINVAL) for an unknown
-// epoch or a plaintext larger than kMaxSealedSize.
+// random nonce. Thread-safe for a const Keyring. Throws coffer::Error: EINVAL for an unknown
+// epoch or kind, EFBIG for a plaintext that would not fit in kMaxSealedSize.
 std::string Seal(const Keyring& keys, ObjectKind kind, const ObjectId& id, std::uint32_t epoch,
                  std::string_view plaintext);
 
 // Opens a sealed object that claims to be object `id` of `kind`. Returns nullopt if anything is
-// wrong: unknown format version, malformed encoding, wrong kind, id or epoch, unknown epoch,
-// truncation, or any modified byte. Never throws for bad input.
+// wrong: unknown format version, malformed or non-canonical encoding (only the exact bytes Seal
+// writes are accepted: no appended, repeated or reordered fields), wrong kind, id or epoch,
+// unknown epoch, truncation, or any modified byte. Never throws for bad input.
 std::optional<std::string> Open(const Keyring& keys, ObjectKind kind, const ObjectId& id,
                                 std::string_view sealed);
 
