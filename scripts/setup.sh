@@ -14,7 +14,7 @@ PACKAGES=(
   # coffer-pop3d (issue 6)
   # tests, fuzzers, benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev clang-14 libclang-rt-14-dev
-  openssl python3 procps psmisc
+  openssl python3 procps psmisc groff-base man-db bsdextrautils
 )
 
 missing=()
