@@ -1,0 +1,88 @@
+// RequestHandler: a storage node's request logic, without sockets (STYLE.md §5).
+//
+// Takes the raw bytes of requests plus the identity the ZAP handler authenticated, returns the
+// bytes of the replies. Decoding happens here, after authentication, with the size checked
+// before parsing; every invalid or unknown request gets an error reply and never an exception.
+// The writes of one HandleBatch() share one durable LMDB commit, made before any reply exists
+// (a reply is an ack: DESIGN.md, Durability contract).
+//
+// Play dead (test mode, switched by ADMIN from the admin key): silent drops requests, refuse
+// answers with errors, slow delays replies, corrupt flips bytes in GET replies. ADMIN requests
+// themselves are always served, so a node can be brought back.
+//
+// Thread safety: HandleBatch() from one thread at a time (the node's loop); Describe() and the
+// play-dead getters from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replicator/store.h"
+#include "replicator/wire.pb.h"
+
+namespace coffer::replicator {
+
+inline constexpr std::uint32_t kProtocolVersion = 1;
+
+struct HandlerLimits {
+  std::size_t max_message_size = std::size_t{64} << 20;  // whole request, checked before parsing
+  std::size_t max_object_size = std::size_t{16} << 20;   // sealed bytes of one object
+  std::size_t max_batch = 1024;                          // objects or ids in one request
+  std::size_t max_list = 4096;                           // entries in one LIST/FEED reply
+};
+
+struct ClientIdentity {
+  std::string public_key;  // Z85 CURVE public key, as the ZAP handler saw it
+  bool admin = false;
+};
+
+struct PlayDead {
+  wire::PlayDeadMode mode = wire::PLAY_DEAD_OFF;
+  std::uint32_t slow_ms = 0;
+  std::string ToString() const;  // "off", "silent", "refuse", "slow 200", "corrupt"
+};
+// Parses "off", "silent", "refuse", "corrupt", "slow" (with `slow_ms`) or "slow MS".
+std::optional<PlayDead> ParsePlayDead(std::string_view text);
+
+class RequestHandler {
+ public:
+  // `store` must outlive the handler.
+  RequestHandler(ObjectStore& store, std::string node_id, HandlerLimits limits = {});
+
+  struct Incoming {
+    std::string_view bytes;
+    ClientIdentity who;
+  };
+  struct Outcome {
+    std::optional<std::string> reply;  // nullopt: send nothing (play dead silent)
+    std::chrono::milliseconds delay{0};  // send after this delay (play dead slow)
+  };
+
+  // One outcome per incoming request, same order. Never throws.
+  std::vector<Outcome> HandleBatch(const std::vector<Incoming>& batch) noexcept;
+  Outcome Handle(std::string_view bytes, const ClientIdentity& who) noexcept;
+
+  PlayDead play_dead() const;
+  void set_play_dead(const PlayDead& p);
+
+ private:
+  void Dispatch(const wire::Request& req, const ClientIdentity& who, wire::Reply* reply);
+  void FillStat(wire::StatReply* out) const;
+
+  ObjectStore& store_;
+  const std::string node_id_;
+  const HandlerLimits limits_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::atomic<std::uint64_t> requests_{0};
+  std::atomic<std::uint64_t> errors_{0};
+  mutable std::mutex mu_;
+  PlayDead play_dead_;  // guarded by mu_
+};
+
+}  // namespace coffer::replicator

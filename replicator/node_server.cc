@@ -1,0 +1,242 @@
+// NodeServer: see node_server.h.
+#include "replicator/node_server.h"
+
+#include <zmq.hpp>
+
+#include <cerrno>
+#include <map>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+
+namespace coffer::replicator {
+namespace {
+
+// A draft option in libzmq 4.3 headers; the library accepts it when built with drafts.
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+constexpr int kZapEnforceDomain = 93;
+#else
+constexpr int kZapEnforceDomain = ZMQ_ZAP_ENFORCE_DOMAIN;
+#endif
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+constexpr const char* kZapDomain = "coffer";
+
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+struct NodeServer::Impl {
+  NodeServerOptions options;
+  RequestHandler& handler;
+  zmq::context_t ctx;
+  zmq::socket_t zap;
+  zmq::socket_t router;
+  std::thread zap_thread;
+  std::atomic<bool> zap_stop{false};
+  std::set<std::string> allowed;
+
+  Impl(NodeServerOptions o, RequestHandler& h) : options(std::move(o)), handler(h), ctx(1) {
+    allowed.insert(options.allowed_keys.begin(), options.allowed_keys.end());
+    if (!options.admin_key.empty()) allowed.insert(options.admin_key);
+  }
+
+  // The ZAP handler (RFC 27): answers 200 only for CURVE clients whose key is allowed. The
+  // user id it returns is the client's Z85 public key; the loop reads it as "User-Id".
+  void ZapLoop() {
+    while (!zap_stop.load()) {
+      zmq::pollitem_t items[] = {{zap.handle(), 0, ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 1, std::chrono::milliseconds(100));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;
+        if (e.num() == ETERM) return;
+        throw;
+      }
+      if (!(items[0].revents & ZMQ_POLLIN)) continue;
+      std::vector<zmq::message_t> frames;
+      try {
+        while (true) {
+          zmq::message_t m;
+          if (!zap.recv(m, zmq::recv_flags::none)) break;
+          bool more = m.more();
+          frames.push_back(std::move(m));
+          if (!more) break;
+        }
+      } catch (const zmq::error_t& e) {
+        if (e.num() == ETERM) return;
+        continue;
+      }
+      // version, request id, domain, address, identity, mechanism, credentials...
+      std::string request_id = frames.size() > 1 ? frames[1].to_string() : "";
+      bool ok = false;
+      std::string user;
+      std::string address = frames.size() > 3 ? frames[3].to_string() : "?";
+      if (frames.size() >= 7 && frames[0].to_string() == "1.0" &&
+          frames[5].to_string() == "CURVE" && frames[6].size() == 32) {
+        char z85[41];
+        zmq_z85_encode(z85, static_cast<const std::uint8_t*>(frames[6].data()), 32);
+        user = z85;
+        ok = allowed.count(user) != 0;
+        if (!ok) spdlog::warn("refused client {} with unknown CURVE key {}", address, user);
+      } else {
+        spdlog::warn("refused client {}: not CURVE", address);
+      }
+      try {
+        zap.send(zmq::str_buffer("1.0"), zmq::send_flags::sndmore);
+        zap.send(zmq::buffer(request_id), zmq::send_flags::sndmore);
+        zap.send(zmq::buffer(std::string(ok ? "200" : "400")), zmq::send_flags::sndmore);
+        zap.send(zmq::buffer(std::string(ok ? "OK" : "not allowed")), zmq::send_flags::sndmore);
+        zap.send(zmq::buffer(ok ? user : std::string()), zmq::send_flags::sndmore);
+        zap.send(zmq::str_buffer(""), zmq::send_flags::none);
+      } catch (const zmq::error_t& e) {
+        if (e.num() == ETERM) return;
+        spdlog::error("ZAP reply failed: {}", e.what());
+      }
+    }
+  }
+};
+
+NodeServer::NodeServer(NodeServerOptions options, RequestHandler& handler)
+    : impl_(std::make_unique<Impl>(std::move(options), handler)) {
+  Impl& s = *impl_;
+  s.zap = zmq::socket_t(s.ctx, zmq::socket_type::rep);
+  s.zap.set(zmq::sockopt::linger, 0);
+  s.zap.bind(kZapEndpoint);
+  s.zap_thread = std::thread([&s] {
+    try {
+      s.ZapLoop();
+    } catch (const std::exception& e) {
+      spdlog::critical("ZAP handler stopped: {}", e.what());
+    }
+  });
+
+  s.router = zmq::socket_t(s.ctx, zmq::socket_type::router);
+  s.router.set(zmq::sockopt::router_mandatory, 1);
+  s.router.set(zmq::sockopt::linger, s.options.linger_ms);
+  s.router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(s.options.max_message_size));
+  s.router.set(zmq::sockopt::heartbeat_ivl, s.options.heartbeat_ms);
+  s.router.set(zmq::sockopt::heartbeat_timeout, s.options.heartbeat_ms * 3);
+  s.router.set(zmq::sockopt::heartbeat_ttl, s.options.heartbeat_ms * 3);
+  s.router.set(zmq::sockopt::sndhwm, 10000);
+  s.router.set(zmq::sockopt::rcvhwm, 10000);
+  s.router.set(zmq::sockopt::curve_server, 1);
+  s.router.set(zmq::sockopt::curve_secretkey, s.options.server_keys.secret_key);
+  s.router.set(zmq::sockopt::zap_domain, kZapDomain);
+  int one = 1;
+  if (zmq_setsockopt(s.router.handle(), kZapEnforceDomain, &one, sizeof one) != 0) {
+    // Without draft options libzmq still calls the ZAP handler for every CURVE handshake once
+    // one is bound (as here); only the domain check is implicit.
+    spdlog::debug("ZMQ_ZAP_ENFORCE_DOMAIN not supported by this libzmq: {}",
+                  zmq_strerror(zmq_errno()));
+  }
+  for (const auto& ep : s.options.listen) {
+    try {
+      s.router.bind(ep);
+    } catch (const zmq::error_t& e) {
+      RequestStop();
+      s.zap_stop = true;
+      s.zap_thread.join();
+      throw Error(e.num(), "cannot listen on " + ep + ": " + e.what());
+    }
+    endpoints_.push_back(s.router.get(zmq::sockopt::last_endpoint));
+  }
+}
+
+NodeServer::~NodeServer() {
+  Impl& s = *impl_;
+  s.router.close();
+  s.zap_stop = true;
+  if (s.zap_thread.joinable()) s.zap_thread.join();
+  s.zap.close();
+  s.ctx.close();
+}
+
+void NodeServer::Run() {
+  Impl& s = *impl_;
+  std::multimap<Clock::time_point, std::pair<std::string, std::string>> delayed;
+  auto send = [&](const std::string& routing_id, const std::string& reply) {
+    try {
+      if (!s.router.send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
+          !s.router.send(zmq::buffer(reply), zmq::send_flags::dontwait)) {
+        spdlog::debug("reply dropped: client queue full");
+      }
+    } catch (const zmq::error_t& e) {
+      // EHOSTUNREACH: the client went away; its request timed out on its side.
+      spdlog::debug("reply dropped: {}", e.what());
+    }
+  };
+
+  std::vector<std::string> routing_ids, payloads;
+  std::vector<RequestHandler::Incoming> batch;
+  while (!stop_.load()) {
+    auto timeout = std::chrono::milliseconds(100);
+    if (!delayed.empty()) {
+      auto until = std::chrono::duration_cast<std::chrono::milliseconds>(
+          delayed.begin()->first - Clock::now());
+      timeout = std::max(std::chrono::milliseconds(0), std::min(timeout, until));
+    }
+    zmq::pollitem_t items[] = {{s.router.handle(), 0, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 1, timeout);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      throw;
+    }
+    const auto now = Clock::now();
+    while (!delayed.empty() && delayed.begin()->first <= now) {
+      send(delayed.begin()->second.first, delayed.begin()->second.second);
+      delayed.erase(delayed.begin());
+    }
+    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+
+    routing_ids.clear();
+    payloads.clear();
+    batch.clear();
+    std::vector<ClientIdentity> who;
+    while (routing_ids.size() < s.options.max_group) {
+      zmq::message_t id;
+      try {
+        if (!s.router.recv(id, zmq::recv_flags::dontwait)) break;
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) break;
+        throw;
+      }
+      if (!id.more()) continue;  // no payload: ignore
+      zmq::message_t payload;
+      (void)s.router.recv(payload, zmq::recv_flags::none);
+      // A request is exactly one frame: drain any further frames and treat it as malformed.
+      bool malformed = false;
+      for (bool more = payload.more(); more;) {
+        zmq::message_t drop;
+        (void)s.router.recv(drop, zmq::recv_flags::none);
+        more = drop.more();
+        malformed = true;
+      }
+      ClientIdentity identity;
+      const char* user = zmq_msg_gets(payload.handle(), "User-Id");
+      if (user) identity.public_key = user;
+      identity.admin = !s.options.admin_key.empty() && identity.public_key == s.options.admin_key;
+      routing_ids.push_back(id.to_string());
+      payloads.push_back(malformed ? std::string() : payload.to_string());
+      who.push_back(std::move(identity));
+    }
+    for (std::size_t i = 0; i < payloads.size(); ++i) batch.push_back({payloads[i], who[i]});
+    auto outcomes = s.handler.HandleBatch(batch);
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+      if (!outcomes[i].reply) continue;
+      if (outcomes[i].delay.count() > 0) {
+        delayed.emplace(Clock::now() + outcomes[i].delay,
+                        std::make_pair(routing_ids[i], std::move(*outcomes[i].reply)));
+      } else {
+        send(routing_ids[i], *outcomes[i].reply);
+      }
+    }
+  }
+  // Requests in flight have been answered; delayed replies go out now.
+  for (auto& [when, r] : delayed) send(r.first, r.second);
+  spdlog::info("stopping: {} delayed replies flushed", delayed.size());
+}
+
+}  // namespace coffer::replicator

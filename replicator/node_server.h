@@ -1,0 +1,61 @@
+// NodeServer: the socket glue of coffer-node (STYLE.md §5: the logic is in RequestHandler).
+//
+// A ROUTER socket with CURVE server keys bound to the listen endpoints, and a ZAP handler
+// (inproc://zeromq.zap.01, in its own thread) that accepts only the public keys on the allow
+// list and the admin key, with ZMQ_ZAP_ENFORCE_DOMAIN set where libzmq offers it. A client
+// without CURVE or with another key is dropped during the handshake, before any request is
+// read. Socket hygiene from DESIGN.md: ROUTER_MANDATORY, MAXMSGSIZE, heartbeats, bounded
+// linger. The loop takes every request that is waiting (up to `max_group`), hands them to the
+// handler as one batch (one durable commit for all their writes) and then sends the replies.
+//
+// Thread safety: construct, then Run() in one thread; RequestStop() from any thread or from a
+// signal handler (it only stores to an atomic).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "replicator/curve.h"
+#include "replicator/handler.h"
+
+namespace coffer::replicator {
+
+struct NodeServerOptions {
+  std::vector<std::string> listen;   // e.g. "tcp://127.0.0.1:7401"
+  CurveKeyPair server_keys;
+  std::vector<std::string> allowed_keys;  // box public keys (Z85)
+  std::string admin_key;                  // Z85; empty: no admin
+  std::size_t max_message_size = std::size_t{64} << 20;
+  std::size_t max_group = 64;             // requests handled in one batch
+  int heartbeat_ms = 1000;
+  int linger_ms = 1000;
+};
+
+class NodeServer {
+ public:
+  // Binds every endpoint; throws coffer::Error (EADDRINUSE, EINVAL...) naming the endpoint.
+  // `handler` must outlive the server.
+  NodeServer(NodeServerOptions options, RequestHandler& handler);
+  ~NodeServer();
+  NodeServer(const NodeServer&) = delete;
+  NodeServer& operator=(const NodeServer&) = delete;
+
+  // Serves until RequestStop(); then answers what it holds (delayed replies too) and returns.
+  void Run();
+  void RequestStop() noexcept { stop_.store(true); }
+
+  // The endpoints actually bound (with ports resolved when the config said '*').
+  const std::vector<std::string>& endpoints() const { return endpoints_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::string> endpoints_;
+};
+
+}  // namespace coffer::replicator

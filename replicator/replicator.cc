@@ -1,0 +1,604 @@
+// Replicator: see replicator.h.
+#include "replicator/replicator.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "replicator/store.h"
+
+namespace coffer::replicator {
+
+using Clock = std::chrono::steady_clock;
+
+std::string IdString(const crypto::ObjectId& id) {
+  return std::string(reinterpret_cast<const char*>(id.data()), id.size());
+}
+
+std::optional<crypto::ObjectId> IdFromString(std::string_view bytes) {
+  if (bytes.size() != crypto::kObjectIdSize) return std::nullopt;
+  crypto::ObjectId id;
+  std::copy(bytes.begin(), bytes.end(), id.begin());
+  return id;
+}
+
+namespace {
+
+void ToWireObject(const Object& o, bool repair, wire::Object* out) {
+  out->set_id(IdString(o.id));
+  ToWire(o.version, out->mutable_version());
+  out->set_tombstone(o.tombstone);
+  if (!o.tombstone) out->set_sealed(o.sealed);
+  out->set_repair(repair);
+}
+
+std::optional<Object> FromWireObject(wire::Object&& w) {
+  auto id = IdFromString(w.id());
+  if (!id) return std::nullopt;
+  Object o;
+  o.id = *id;
+  o.version = FromWire(w.version());
+  o.tombstone = w.tombstone();
+  o.sealed = std::move(*w.mutable_sealed());
+  return o;
+}
+
+}  // namespace
+
+Replicator::Replicator(ReplicatorOptions options)
+    : options_(std::move(options)),
+      placement_([&] {
+        std::vector<std::string> ids;
+        for (const auto& n : options_.nodes) ids.push_back(n.id);
+        return ids;
+      }()) {
+  if (options_.nodes.empty()) throw Error(EINVAL, "replicator: no nodes configured");
+  r_ = std::min(std::max<std::size_t>(options_.replicas, 1), options_.nodes.size());
+  w_ = options_.write_quorum == 0 ? r_ / 2 + 1 : std::min(options_.write_quorum, r_);
+  down_until_.assign(options_.nodes.size(), Clock::time_point{});
+  transport_ = std::make_unique<Transport>(options_.nodes, options_.client_keys,
+                                           options_.transport);
+}
+
+Replicator::~Replicator() { transport_.reset(); }
+
+ReplicatorStats Replicator::stats() const {
+  return {repairs_sent_.load(), hedges_sent_.load(), verify_failures_.load()};
+}
+
+void Replicator::MarkDown(std::size_t node) {
+  std::lock_guard lock(health_mu_);
+  down_until_[node] = Clock::now() + std::chrono::seconds(2);
+}
+
+void Replicator::MarkUp(std::size_t node) {
+  std::lock_guard lock(health_mu_);
+  down_until_[node] = Clock::time_point{};
+}
+
+std::vector<std::size_t> Replicator::ReadOrder(const crypto::ObjectId& id) {
+  auto order = placement_.Replicas(IdString(id), r_);
+  const auto now = Clock::now();
+  std::lock_guard lock(health_mu_);
+  std::stable_partition(order.begin(), order.end(),
+                        [&](std::size_t n) { return down_until_[n] <= now; });
+  return order;
+}
+
+bool Replicator::Verify(const Object& o) {
+  if (o.tombstone) return o.sealed.empty();
+  if (!options_.verifier) return true;
+  try {
+    return options_.verifier(o.id, o.sealed);
+  } catch (const std::exception& e) {
+    spdlog::error("verifier threw: {}", e.what());
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes
+
+namespace {
+
+struct PutOp {
+  std::mutex mu;
+  std::vector<std::size_t> acks, fails, replica_count;
+  std::vector<bool> stored, failed;
+  std::size_t undecided = 0;
+  std::size_t w = 0;
+  std::vector<std::string> errors;
+  std::function<void(PutResult&&)> done;
+  bool finished = false;
+};
+
+}  // namespace
+
+void Replicator::PutAsync(const std::vector<Object>& batch,
+                          std::function<void(PutResult&&)> done) {
+  auto op = std::make_shared<PutOp>();
+  const std::size_t n = batch.size();
+  op->acks.assign(n, 0);
+  op->fails.assign(n, 0);
+  op->replica_count.assign(n, 0);
+  op->stored.assign(n, false);
+  op->failed.assign(n, false);
+  op->undecided = n;
+  op->w = w_;
+  op->done = std::move(done);
+  if (n == 0) {
+    op->done(PutResult{});
+    return;
+  }
+  std::vector<std::vector<std::size_t>> per_node(options_.nodes.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    auto replicas = placement_.Replicas(IdString(batch[i].id), r_);
+    op->replica_count[i] = replicas.size();
+    for (std::size_t node : replicas) per_node[node].push_back(i);
+  }
+
+  // Called with op->mu held; returns true when the operation just completed.
+  auto decide = [op](std::size_t i) {
+    if (op->stored[i] || op->failed[i]) return;
+    if (op->acks[i] >= op->w) {
+      op->stored[i] = true;
+      --op->undecided;
+    } else if (op->fails[i] > op->replica_count[i] - op->w) {
+      op->failed[i] = true;
+      --op->undecided;
+    }
+  };
+  auto finish_if_done = [op, batch_size = n, first_ids = std::make_shared<std::vector<std::string>>()](
+                            std::unique_lock<std::mutex>& lock) {
+    if (op->undecided != 0 || op->finished) return;
+    op->finished = true;
+    PutResult result;
+    result.stored = op->stored;
+    std::size_t failed = std::count(op->failed.begin(), op->failed.end(), true);
+    if (failed > 0) {
+      result.error = "write quorum W=" + std::to_string(op->w) + " not met for " +
+                     std::to_string(failed) + " of " + std::to_string(batch_size) + " objects";
+      for (std::size_t k = 0; k < op->errors.size() && k < 5; ++k) {
+        result.error += k == 0 ? ": " : "; ";
+        result.error += op->errors[k];
+      }
+    }
+    auto done = std::move(op->done);
+    lock.unlock();
+    done(std::move(result));
+  };
+
+  for (std::size_t node = 0; node < per_node.size(); ++node) {
+    const auto& idx = per_node[node];
+    for (std::size_t start = 0; start < idx.size(); start += options_.max_batch) {
+      std::size_t end = std::min(idx.size(), start + options_.max_batch);
+      auto chunk = std::make_shared<std::vector<std::size_t>>(idx.begin() + start,
+                                                              idx.begin() + end);
+      wire::Request req;
+      auto* put = req.mutable_put();
+      for (std::size_t i : *chunk) ToWireObject(batch[i], false, put->add_objects());
+      transport_->Call(node, std::move(req), options_.write_timeout,
+                       [this, op, chunk, node, decide, finish_if_done](CallResult&& r) {
+        bool ok = r.status == CallStatus::kOk && r.reply.has_put() &&
+                  static_cast<std::size_t>(r.reply.put().results_size()) == chunk->size();
+        if (ok) {
+          MarkUp(node);
+        } else if (r.status == CallStatus::kTimeout || r.status == CallStatus::kUnreachable) {
+          MarkDown(node);
+        }
+        std::unique_lock lock(op->mu);
+        if (!ok) {
+          op->errors.push_back(r.status == CallStatus::kOk
+                                   ? "node " + options_.nodes[node].id + ": malformed PUT reply"
+                                   : r.Describe(options_.nodes[node]));
+        }
+        for (std::size_t k = 0; k < chunk->size(); ++k) {
+          std::size_t i = (*chunk)[k];
+          auto status = ok ? r.reply.put().results(static_cast<int>(k)).status()
+                           : wire::PUT_UNKNOWN;
+          if (status == wire::PUT_STORED || status == wire::PUT_NOT_NEWER) {
+            ++op->acks[i];
+          } else {
+            if (ok) {
+              op->errors.push_back("node " + options_.nodes[node].id + " rejected an object");
+            }
+            ++op->fails[i];
+          }
+          decide(i);
+        }
+        finish_if_done(lock);
+      });
+    }
+  }
+}
+
+PutResult Replicator::Put(const std::vector<Object>& batch) {
+  std::promise<PutResult> promise;
+  auto future = promise.get_future();
+  PutAsync(batch, [&promise](PutResult&& r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+PutResult Replicator::Delete(const crypto::ObjectId& id, const Version& version) {
+  Object o;
+  o.id = id;
+  o.version = version;
+  o.tombstone = true;
+  return Put({o});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+struct Replicator::GetOp {
+  enum Outcome { kPending, kGood, kMissing, kCorrupt, kFailed };
+  std::mutex mu;
+  crypto::ObjectId id{};
+  std::vector<std::size_t> order;
+  std::vector<Outcome> outcome;
+  std::vector<Version> versions;
+  std::size_t next = 0;
+  std::size_t outstanding = 0;
+  bool delivered = false;
+  bool repaired = false;
+  std::optional<Object> best;
+  std::vector<std::string> errors;
+  std::function<void(GetResult&&)> done;
+};
+
+void Replicator::GetAsync(const crypto::ObjectId& id, std::function<void(GetResult&&)> done) {
+  auto op = std::make_shared<GetOp>();
+  op->id = id;
+  op->order = ReadOrder(id);
+  op->outcome.assign(op->order.size(), GetOp::kPending);
+  op->versions.assign(op->order.size(), Version{});
+  op->done = std::move(done);
+  SendGet(op);
+}
+
+GetResult Replicator::Get(const crypto::ObjectId& id) {
+  std::promise<GetResult> promise;
+  auto future = promise.get_future();
+  GetAsync(id, [&promise](GetResult&& r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// Sends the request for the next replica in order, if any is left and nothing was delivered,
+// and arms a hedge timer for the one after it.
+void Replicator::SendGet(const std::shared_ptr<GetOp>& op) {
+  std::size_t slot;
+  {
+    std::lock_guard lock(op->mu);
+    if (op->delivered || op->next >= op->order.size()) return;
+    slot = op->next++;
+    ++op->outstanding;
+  }
+  wire::Request req;
+  req.mutable_get()->add_ids(IdString(op->id));
+  transport_->Call(op->order[slot], std::move(req), options_.read_timeout,
+                   [this, op, slot](CallResult&& r) { OnGetReply(op, slot, std::move(r)); });
+  if (slot + 1 < op->order.size()) {
+    transport_->After(options_.hedge_delay, [this, op] {
+      bool hedge;
+      {
+        std::lock_guard lock(op->mu);
+        hedge = !op->delivered && op->next < op->order.size();
+      }
+      if (hedge) {
+        ++hedges_sent_;
+        SendGet(op);
+      }
+    });
+  }
+}
+
+void Replicator::OnGetReply(const std::shared_ptr<GetOp>& op, std::size_t slot, CallResult&& r) {
+  const std::size_t node = op->order[slot];
+  GetOp::Outcome outcome = GetOp::kFailed;
+  std::optional<Object> object;
+  std::string error;
+  if (r.status == CallStatus::kOk && r.reply.has_get() && r.reply.get().results_size() == 1) {
+    MarkUp(node);
+    auto* res = r.reply.mutable_get()->mutable_results(0);
+    if (!res->found()) {
+      outcome = GetOp::kMissing;
+    } else {
+      object = FromWireObject(std::move(*res->mutable_object()));
+      if (object && object->id == op->id && Verify(*object)) {
+        outcome = GetOp::kGood;
+      } else {
+        ++verify_failures_;
+        outcome = GetOp::kCorrupt;
+        error = "node " + options_.nodes[node].id + ": copy failed verification";
+        spdlog::warn("object {}: copy from node {} failed verification", crypto::ToHex(op->id),
+                     options_.nodes[node].id);
+      }
+    }
+  } else {
+    if (r.status == CallStatus::kTimeout || r.status == CallStatus::kUnreachable) MarkDown(node);
+    error = r.status == CallStatus::kOk ? "node " + options_.nodes[node].id + ": malformed reply"
+                                        : r.Describe(options_.nodes[node]);
+  }
+
+  std::function<void(GetResult&&)> deliver;
+  GetResult result;
+  bool send_next = false, repair = false;
+  {
+    std::lock_guard lock(op->mu);
+    --op->outstanding;
+    op->outcome[slot] = outcome;
+    if (!error.empty()) op->errors.push_back(error);
+    if (outcome == GetOp::kGood) {
+      op->versions[slot] = object->version;
+      if (!op->best || op->best->version < object->version) op->best = *object;
+      if (!op->delivered) {
+        op->delivered = true;
+        result.status = GetStatus::kFound;
+        result.object = std::move(*object);
+        deliver = std::move(op->done);
+      }
+    } else if (!op->delivered) {
+      if (op->next < op->order.size()) {
+        send_next = true;
+      } else if (op->outstanding == 0) {
+        op->delivered = true;
+        std::size_t missing = std::count(op->outcome.begin(), op->outcome.end(), GetOp::kMissing);
+        if (missing == op->order.size() || missing > r_ - w_) {
+          result.status = GetStatus::kNotFound;
+        } else {
+          result.status = GetStatus::kUnavailable;
+          result.error = "object " + crypto::ToHex(op->id) + ": no verified copy";
+          for (const auto& e : op->errors) result.error += "; " + e;
+        }
+        deliver = std::move(op->done);
+      }
+    }
+    if (op->outstanding == 0 && op->best && !op->repaired &&
+        (op->delivered || op->next >= op->order.size())) {
+      op->repaired = true;
+      repair = true;
+    }
+  }
+  if (deliver) deliver(std::move(result));
+  if (send_next) SendGet(op);
+  if (repair) RepairAfterGet(op);
+}
+
+void Replicator::RepairAfterGet(const std::shared_ptr<GetOp>& op) {
+  // op->repaired is set and no request is outstanding: nothing else touches op now.
+  const Object& best = *op->best;
+  for (std::size_t slot = 0; slot < op->next; ++slot) {
+    auto o = op->outcome[slot];
+    bool stale = o == GetOp::kGood && op->versions[slot] < best.version;
+    if (o == GetOp::kMissing || o == GetOp::kCorrupt || stale) {
+      spdlog::info("object {}: repairing node {} ({})", crypto::ToHex(best.id),
+                   options_.nodes[op->order[slot]].id,
+                   o == GetOp::kMissing ? "missing" : o == GetOp::kCorrupt ? "corrupt" : "stale");
+      SendRepair(op->order[slot], best, o == GetOp::kCorrupt);
+    }
+  }
+}
+
+void Replicator::SendRepair(std::size_t node, const Object& object, bool force) {
+  wire::Request req;
+  ToWireObject(object, force, req.mutable_put()->add_objects());
+  ++repairs_sent_;
+  transport_->Call(node, std::move(req), options_.write_timeout, [](CallResult&&) {});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing, feed, stat
+
+wire::Reply Replicator::CallSync(std::size_t node, wire::Request req, const char* what) {
+  if (node >= options_.nodes.size()) throw Error(EINVAL, "no node " + std::to_string(node));
+  CallResult r = transport_->Call(node, std::move(req), options_.admin_timeout).get();
+  if (r.status != CallStatus::kOk) {
+    throw Error(EAGAIN, std::string(what) + " failed: " + r.Describe(options_.nodes[node]));
+  }
+  return std::move(r.reply);
+}
+
+wire::ListReply Replicator::List(std::size_t node, std::string_view after, std::uint32_t limit) {
+  wire::Request req;
+  req.mutable_list()->set_after(std::string(after));
+  req.mutable_list()->set_limit(limit);
+  wire::Reply reply = CallSync(node, std::move(req), "LIST");
+  if (!reply.has_list()) throw Error(EIO, "LIST: malformed reply");
+  return std::move(*reply.mutable_list());
+}
+
+wire::FeedReply Replicator::Feed(std::size_t node, std::uint64_t since, std::uint32_t limit) {
+  wire::Request req;
+  req.mutable_feed()->set_since(since);
+  req.mutable_feed()->set_limit(limit);
+  wire::Reply reply = CallSync(node, std::move(req), "FEED");
+  if (!reply.has_feed()) throw Error(EIO, "FEED: malformed reply");
+  return std::move(*reply.mutable_feed());
+}
+
+wire::StatReply Replicator::Stat(std::size_t node) {
+  wire::Request req;
+  req.mutable_stat();
+  wire::Reply reply = CallSync(node, std::move(req), "STAT");
+  if (!reply.has_stat()) throw Error(EIO, "STAT: malformed reply");
+  return std::move(*reply.mutable_stat());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scrub
+
+namespace {
+
+struct Holding {
+  Version version;
+  bool tombstone = false;
+  std::string digest;
+};
+
+}  // namespace
+
+ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+  ScrubReport report;
+  const std::size_t n = options_.nodes.size();
+  // id -> per node holding (absent: not held).
+  std::map<std::string, std::vector<std::optional<Holding>>> seen;
+  std::vector<bool> reachable(n, true);
+  for (std::size_t node = 0; node < n; ++node) {
+    std::string after;
+    try {
+      while (true) {
+        wire::ListReply page = List(node, after);
+        for (const auto& e : page.entries()) {
+          auto& slot = seen[e.id()];
+          if (slot.empty()) slot.resize(n);
+          slot[node] = Holding{FromWire(e.version()), e.tombstone(), e.digest()};
+        }
+        if (page.done() || page.entries_size() == 0) break;
+        after = page.entries(page.entries_size() - 1).id();
+      }
+    } catch (const Error& e) {
+      spdlog::warn("scrub: {}", e.what());
+      reachable[node] = false;
+      report.unreachable_nodes.push_back(options_.nodes[node].id);
+    }
+  }
+
+  const std::uint64_t total = seen.size();
+  if (progress) progress(0, total);
+  std::uint64_t done_count = 0;
+  auto last_progress = Clock::now();
+
+  for (auto& [id_bytes, holdings] : seen) {
+    ++report.checked;
+    auto id = IdFromString(id_bytes);
+    if (!id) continue;
+    auto replicas = placement_.Replicas(id_bytes, r_);
+    Version newest;
+    for (const auto& h : holdings) {
+      if (h && h->version > newest) newest = h->version;
+    }
+    bool any_unreachable = false;
+    bool need_copy = false;
+    std::string ref_digest;
+    bool digests_differ = false;
+    for (std::size_t node = 0; node < n; ++node) {
+      const auto& h = holdings[node];
+      if (h && h->version == newest) {
+        if (ref_digest.empty() && !h->tombstone) ref_digest = h->digest;
+        if (!h->tombstone && h->digest != ref_digest) digests_differ = true;
+      }
+    }
+    for (std::size_t node : replicas) {
+      if (!reachable[node]) {
+        any_unreachable = true;
+        continue;
+      }
+      const auto& h = holdings[node];
+      if (!h || h->version < newest) need_copy = true;
+    }
+    if (any_unreachable) ++report.unreachable;
+
+    // The verified newest copy and its digest, fetched only when something must be written.
+    std::optional<Object> good;
+    std::string good_digest;
+    if (need_copy || digests_differ) {
+      // Holders of the newest version, replicas first.
+      std::vector<std::size_t> sources;
+      for (std::size_t node : placement_.Ranked(id_bytes)) {
+        if (reachable[node] && holdings[node] && holdings[node]->version == newest) {
+          sources.push_back(node);
+        }
+      }
+      for (std::size_t node : sources) {
+        wire::Request req;
+        req.mutable_get()->add_ids(id_bytes);
+        CallResult r = transport_->Call(node, std::move(req), options_.admin_timeout).get();
+        if (r.status != CallStatus::kOk || !r.reply.has_get() ||
+            r.reply.get().results_size() != 1 || !r.reply.get().results(0).found()) {
+          continue;
+        }
+        auto o = FromWireObject(std::move(*r.reply.mutable_get()->mutable_results(0)->mutable_object()));
+        if (!o || o->id != *id || o->version != newest || !Verify(*o)) {
+          if (o && !o->tombstone) ++verify_failures_;
+          continue;
+        }
+        good_digest = o->tombstone ? std::string() : ObjectStore::Digest(o->sealed);
+        good = std::move(o);
+        break;
+      }
+      if (!good) {
+        ++report.unrecoverable;
+        spdlog::error("scrub: object {}: no verified copy of version {}", crypto::ToHex(*id),
+                      newest.ToString());
+      }
+    }
+
+    std::size_t confirmed = 0;
+    bool repaired = false;
+    std::vector<std::pair<std::size_t, std::future<CallResult>>> writes;
+    for (std::size_t node : replicas) {
+      if (!reachable[node]) continue;
+      const auto& h = holdings[node];
+      bool ok = h && h->version == newest &&
+                (!good || good->tombstone || h->digest == good_digest);
+      if (ok) {
+        ++confirmed;
+        continue;
+      }
+      if (!good) continue;
+      wire::Request req;
+      ToWireObject(*good, /*repair=*/true, req.mutable_put()->add_objects());
+      ++repairs_sent_;
+      writes.emplace_back(node, transport_->Call(node, std::move(req), options_.write_timeout));
+    }
+    for (auto& [node, f] : writes) {
+      CallResult r = f.get();
+      if (r.status == CallStatus::kOk && r.reply.has_put() && r.reply.put().results_size() == 1 &&
+          r.reply.put().results(0).status() != wire::PUT_REJECTED) {
+        ++confirmed;
+        repaired = true;
+      } else {
+        spdlog::warn("scrub: object {}: repair failed: {}", crypto::ToHex(*id),
+                     r.Describe(options_.nodes[node]));
+      }
+    }
+    if (repaired) ++report.repaired;
+
+    // Take the object off nodes that are not its replicas, once all R replicas hold it.
+    if (confirmed == replicas.size()) {
+      std::vector<std::future<CallResult>> drops;
+      for (std::size_t node = 0; node < n; ++node) {
+        if (!holdings[node] || !reachable[node]) continue;
+        if (std::find(replicas.begin(), replicas.end(), node) != replicas.end()) continue;
+        wire::Request req;
+        auto* item = req.mutable_drop()->add_items();
+        item->set_id(id_bytes);
+        ToWire(newest, item->mutable_version());
+        drops.push_back(transport_->Call(node, std::move(req), options_.write_timeout));
+      }
+      bool moved = false;
+      for (auto& f : drops) {
+        CallResult r = f.get();
+        if (r.status == CallStatus::kOk && r.reply.has_drop() &&
+            r.reply.drop().dropped_size() == 1 && r.reply.drop().dropped(0)) {
+          moved = true;
+        }
+      }
+      if (moved) ++report.moved;
+    }
+
+    ++done_count;
+    if (progress && Clock::now() - last_progress > std::chrono::milliseconds(200)) {
+      last_progress = Clock::now();
+      progress(done_count, total);
+    }
+  }
+  if (progress) progress(done_count, total);
+  return report;
+}
+
+}  // namespace coffer::replicator

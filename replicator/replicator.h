@@ -1,0 +1,157 @@
+// Replicator: spreads sealed objects over storage nodes (DESIGN.md, Replicator and nodes).
+//
+// Placement by rendezvous hashing picks R replicas per object. Put() writes to them in parallel
+// and succeeds for an object once W nodes acknowledged a durable commit (a node that already
+// holds the same or a newer version counts: it holds at least this write durably); it fails with
+// a message naming every node that failed when W can no longer be met or the timeout passes.
+// Get() asks the best replica first, sends a hedged request to the next one after a short delay,
+// fails over at once on an error, a missing object or data the verifier rejects, and repairs in
+// the background every replica that answered missing, stale or corrupt. Scrub() walks all nodes
+// (LIST) and re-replicates so each object sits on exactly its R replicas with identical bytes.
+//
+// Reads are not quorum reads: Get() returns the first verified copy, which may be older than a
+// concurrent write (immutable chunks do not care; records are reconciled through the feed).
+//
+// Thread safety: every public function may be called from many threads at once (FUSE workers).
+// Callbacks of the async functions run on the I/O thread and must be short.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/crypto.h"
+#include "replicator/placement.h"
+#include "replicator/transport.h"
+#include "replicator/version.h"
+
+namespace coffer::replicator {
+
+// Decides whether `sealed` is a genuine copy of object `id` (cofferfs: crypto::Open with the
+// right kind). Called from the I/O thread and from Scrub(); must be thread-safe.
+using Verifier = std::function<bool(const crypto::ObjectId& id, std::string_view sealed)>;
+
+struct ReplicatorOptions {
+  std::vector<NodeAddress> nodes;
+  CurveKeyPair client_keys;
+  std::size_t replicas = 3;       // R (capped at the node count)
+  std::size_t write_quorum = 0;   // W; 0: majority of R
+  std::chrono::milliseconds write_timeout{5000};
+  std::chrono::milliseconds read_timeout{2000};
+  std::chrono::milliseconds hedge_delay{30};
+  std::chrono::milliseconds admin_timeout{5000};  // LIST/FEED/STAT and scrub requests
+  std::size_t max_batch = 256;    // objects per PUT request to one node
+  Verifier verifier;              // empty: accept every copy (no verification)
+  TransportOptions transport;
+};
+
+struct Object {
+  crypto::ObjectId id{};
+  Version version;
+  bool tombstone = false;
+  std::string sealed;
+};
+
+struct PutResult {
+  // Per object of the batch, same order: true when W nodes acknowledged it.
+  std::vector<bool> stored;
+  // Empty when everything was stored; otherwise names the objects and the failing nodes.
+  std::string error;
+  bool ok() const { return error.empty(); }
+};
+
+enum class GetStatus {
+  kFound,        // `object` is verified (or a tombstone)
+  kNotFound,     // every replica asked answered "no such object"
+  kUnavailable,  // no replica returned a verified copy (down, timeout, corrupt)
+};
+
+struct GetResult {
+  GetStatus status = GetStatus::kUnavailable;
+  Object object;
+  std::string error;  // for kUnavailable: what each replica did
+};
+
+struct ScrubReport {
+  std::uint64_t checked = 0;      // distinct object ids seen
+  std::uint64_t repaired = 0;     // objects written to at least one replica
+  std::uint64_t moved = 0;        // objects dropped from nodes that are not their replicas
+  std::uint64_t unreachable = 0;  // objects with a replica on a node that did not answer
+  std::uint64_t unrecoverable = 0;  // objects with no verified copy anywhere
+  std::vector<std::string> unreachable_nodes;
+};
+
+struct ReplicatorStats {
+  std::uint64_t repairs_sent = 0;
+  std::uint64_t hedges_sent = 0;
+  std::uint64_t verify_failures = 0;
+};
+
+class Replicator {
+ public:
+  explicit Replicator(ReplicatorOptions options);
+  ~Replicator();
+
+  std::size_t replicas() const { return r_; }
+  std::size_t write_quorum() const { return w_; }
+  const Placement& placement() const { return placement_; }
+  Transport& transport() { return *transport_; }
+
+  // Writes (or tombstones) a batch; blocks until every object reached W acks or failed.
+  PutResult Put(const std::vector<Object>& batch);
+  void PutAsync(const std::vector<Object>& batch, std::function<void(PutResult&&)> done);
+  // Deletes with a tombstone of `version` (conditional like any put).
+  PutResult Delete(const crypto::ObjectId& id, const Version& version);
+
+  GetResult Get(const crypto::ObjectId& id);
+  void GetAsync(const crypto::ObjectId& id, std::function<void(GetResult&&)> done);
+
+  // One page of node `node`'s ids after `after` (empty: from the start). Throws coffer::Error
+  // (EAGAIN) if the node does not answer.
+  wire::ListReply List(std::size_t node, std::string_view after, std::uint32_t limit = 0);
+  // One page of node `node`'s changes after sequence number `since`.
+  wire::FeedReply Feed(std::size_t node, std::uint64_t since, std::uint32_t limit = 0);
+  wire::StatReply Stat(std::size_t node);
+
+  // See the file comment. `progress(done, total)` is called now and then from this thread.
+  ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
+
+  ReplicatorStats stats() const;
+
+ private:
+  struct GetOp;
+  void SendGet(const std::shared_ptr<GetOp>& op);
+  void OnGetReply(const std::shared_ptr<GetOp>& op, std::size_t slot, CallResult&& r);
+  void FinishGetLocked(const std::shared_ptr<GetOp>& op);
+  void RepairAfterGet(const std::shared_ptr<GetOp>& op);
+  void SendRepair(std::size_t node, const Object& object, bool force);
+  bool Verify(const Object& o);
+  wire::Reply CallSync(std::size_t node, wire::Request req, const char* what);
+  void MarkDown(std::size_t node);
+  void MarkUp(std::size_t node);
+  std::vector<std::size_t> ReadOrder(const crypto::ObjectId& id);
+
+  ReplicatorOptions options_;
+  Placement placement_;
+  std::size_t r_;
+  std::size_t w_;
+  std::unique_ptr<Transport> transport_;
+  std::atomic<std::uint64_t> repairs_sent_{0};
+  std::atomic<std::uint64_t> hedges_sent_{0};
+  std::atomic<std::uint64_t> verify_failures_{0};
+  // Nodes that recently failed are asked last. Guarded by health_mu_.
+  mutable std::mutex health_mu_;
+  std::vector<std::chrono::steady_clock::time_point> down_until_;
+};
+
+std::string IdString(const crypto::ObjectId& id);
+std::optional<crypto::ObjectId> IdFromString(std::string_view bytes);
+
+}  // namespace coffer::replicator

@@ -1,0 +1,30 @@
+// Version: the order of the versions of one object (DESIGN.md, Data model): a hybrid logical
+// clock value first, then the id of the box that wrote it, compared lexicographically. Nodes
+// keep an object only if its version is newer than the one they hold, so retries, replays and
+// repairs in any order converge to the same state.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <string>
+
+#include "replicator/wire.pb.h"
+
+namespace coffer::replicator {
+
+struct Version {
+  std::uint64_t hlc = 0;
+  std::uint64_t box_id = 0;
+
+  friend auto operator<=>(const Version&, const Version&) = default;
+  bool IsZero() const noexcept { return hlc == 0 && box_id == 0; }
+  std::string ToString() const;  // "hlc.box_id"
+};
+
+inline Version FromWire(const wire::Version& v) { return {v.hlc(), v.box_id()}; }
+inline void ToWire(const Version& v, wire::Version* out) {
+  out->set_hlc(v.hlc);
+  out->set_box_id(v.box_id);
+}
+
+}  // namespace coffer::replicator
