@@ -12,6 +12,7 @@ PACKAGES=(
   libtomlplusplus-dev libspdlog-dev libcrypt-dev libsodium-dev
   # replicator, coffer-node, cofferctl (issue 3)
   # coffer-pop3d (issue 6)
+  fetchmail curl dovecot-pop3d
   # tests, fuzzers, benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev clang-14 libclang-rt-14-dev
   openssl python3 procps psmisc groff-base man-db bsdextrautils
