@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::string data_dir, secret_key, allowed_keys, admin_key, node_id, log_level, play_dead;
   std::vector<std::string> listen;
-  std::int64_t max_object_size = 0, max_batch = 0;
+  std::int64_t max_object_size = 0, max_batch = 0, max_message_size = 0;
   bool syslog = false;
   app.add_option("-c,--config", config_path, "TOML config file (see coffer-node(8))");
   app.add_option("--data-dir", data_dir, "directory of the LMDB object store");
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   app.add_option("--node-id", node_id, "name reported by STAT");
   app.add_option("--max-object-size", max_object_size, "largest sealed object in bytes");
   app.add_option("--max-batch", max_batch, "most objects or ids in one request");
+  app.add_option("--max-message-size", max_message_size, "largest request in bytes");
   app.add_option("--log-level", log_level, std::string(log::kLevelNames));
   app.add_flag("--syslog", syslog, "log to syslog instead of stderr");
   app.add_option("--play-dead", play_dead, "initial play-dead mode (tests): off|silent|refuse|corrupt|slow MS");
@@ -75,6 +76,9 @@ int main(int argc, char** argv) {
     if (!node_id.empty()) cfg.node_id = node_id;
     if (max_object_size > 0) cfg.limits.max_object_size = static_cast<std::size_t>(max_object_size);
     if (max_batch > 0) cfg.limits.max_batch = static_cast<std::size_t>(max_batch);
+    if (max_message_size > 0) {
+      cfg.limits.max_message_size = static_cast<std::size_t>(max_message_size);
+    }
     if (!log_level.empty()) cfg.log_level = log_level;
     if (syslog) cfg.syslog = true;
     if (!play_dead.empty()) cfg.play_dead = play_dead;
