@@ -399,6 +399,7 @@ wire::Reply Replicator::CallSync(std::size_t node, wire::Request req, const char
   if (r.status != CallStatus::kOk) {
     throw Error(EAGAIN, std::string(what) + " failed: " + r.Describe(options_.nodes[node]));
   }
+  MarkUp(node);
   return std::move(r.reply);
 }
 
