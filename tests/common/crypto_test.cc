@@ -5,6 +5,8 @@
 //
 // The vectors are copied from their publications; each table says where it comes from. Keep the
 // whole file fast: scrypt runs only with the RFC's small parameters.
+#include "common/crypto.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -18,7 +20,6 @@
 #include <string_view>
 #include <vector>
 
-#include "common/crypto.h"
 #include "common/crypto.pb.h"
 #include "common/error.h"
 
@@ -497,8 +498,8 @@ class SealTest : public ::testing::Test {
 
 TEST_F(SealTest, RoundTripEveryKindAndSize) {
   for (ObjectKind kind : kKinds) {
-    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4096},
-                             std::size_t{65536}, std::size_t{1} << 20}) {
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4096}, std::size_t{65536},
+                             std::size_t{1} << 20}) {
       SCOPED_TRACE("kind " + std::to_string(static_cast<int>(kind)) + " size " +
                    std::to_string(size));
       std::string plain = Pattern(size, static_cast<unsigned>(size) + static_cast<unsigned>(kind));
@@ -589,7 +590,8 @@ TEST_F(SealTest, TruncationAtEveryLengthIsRejected) {
   }
   // A large object: every length around the protobuf header and the tag, and a sample between.
   std::string big = Seal(ring_, ObjectKind::kChunk, id_, 1, Pattern(70000, 3));
-  for (std::size_t len = 0; len < big.size(); len += (len < 40 || len + 40 > big.size()) ? 1 : 997) {
+  for (std::size_t len = 0; len < big.size();
+       len += (len < 40 || len + 40 > big.size()) ? 1 : 997) {
     ExpectRejected(ObjectKind::kChunk, id_, std::string_view(big).substr(0, len),
                    "truncated to " + std::to_string(len));
   }
@@ -748,11 +750,17 @@ TEST_F(SealTest, MalformedFieldsAreRejected) {
 }
 
 TEST_F(SealTest, GarbageNeverThrows) {
-  std::vector<std::string> inputs = {"", std::string(1, '\0'), "\x08", "\xff\xff\xff\xff\xff",
-                                     std::string(100, '\x0a'), "not a sealed object"};
+  std::vector<std::string> inputs = {"",
+                                     std::string(1, '\0'),
+                                     "\x08",
+                                     "\xff\xff\xff\xff\xff",
+                                     std::string(100, '\x0a'),
+                                     "not a sealed object"};
   for (unsigned seed = 0; seed < 200; ++seed) inputs.push_back(Pattern(seed * 7 % 300, seed));
   for (const std::string& in : inputs) {
-    for (ObjectKind kind : kKinds) ExpectRejected(kind, id_, in, "garbage " + ToHex(in.substr(0, 8)));
+    for (ObjectKind kind : kKinds) {
+      ExpectRejected(kind, id_, in, "garbage " + ToHex(in.substr(0, 8)));
+    }
     EXPECT_NO_THROW(EXPECT_FALSE(Inspect(in)));
   }
 }

@@ -65,16 +65,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     keyfile::KeySet keys = keyfile::Unlock(input, nullptr);
     if (info.kdf) __builtin_trap();  // a passphrase-protected file opened without one
-    keyfile::KeySet again = keyfile::Unlock(
-        keyfile::Encode(keys, keyfile::Purpose::kKeyFile, nullptr), nullptr);
+    keyfile::KeySet again =
+        keyfile::Unlock(keyfile::Encode(keys, keyfile::Purpose::kKeyFile, nullptr), nullptr);
     CheckSame(keys, again);
   } catch (const coffer::Error&) {
   }
   if (!info.kdf || info.kdf->n * info.kdf->r * info.kdf->p > kMaxScryptWork) return 0;
   try {
     keyfile::KeySet keys = keyfile::Unlock(input, passphrase);
-    keyfile::KeySet again = keyfile::Unlock(
-        keyfile::Encode(keys, keyfile::Purpose::kKeyFile, nullptr), nullptr);
+    keyfile::KeySet again =
+        keyfile::Unlock(keyfile::Encode(keys, keyfile::Purpose::kKeyFile, nullptr), nullptr);
     CheckSame(keys, again);
     if (keys.MakeKeyring().current_epoch() != info.current_epoch) __builtin_trap();
   } catch (const coffer::Error&) {

@@ -31,8 +31,9 @@ const Keyring* ring = nullptr;
 Keyring MakeRing() {
   if (const char* root = std::getenv("COFFER_SOURCE_ROOT")) {
     try {
-      std::string bytes = coffer::ReadFile(
-          std::string(root) + "/tests/reference/v1/keyfile-plain.key", coffer::keyfile::kMaxFileSize);
+      std::string bytes =
+          coffer::ReadFile(std::string(root) + "/tests/reference/v1/keyfile-plain.key",
+                           coffer::keyfile::kMaxFileSize);
       return coffer::keyfile::Unlock(bytes, nullptr).MakeKeyring();
     } catch (const coffer::Error&) {
       // Fall through to fixed keys.

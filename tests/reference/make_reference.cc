@@ -97,9 +97,8 @@ int Main(int argc, char** argv) {
     std::string base = dir + "/objects/" + o.name;
     Write(base + ".plain", o.plaintext);
     Write(base + ".sealed", crypto::Seal(ring, o.kind, id, o.epoch, o.plaintext));
-    manifest += std::string("object ") + o.name + " " +
-                std::to_string(static_cast<int>(o.kind)) + " " + std::to_string(o.epoch) + " " +
-                crypto::ToHex(id) + "\n";
+    manifest += std::string("object ") + o.name + " " + std::to_string(static_cast<int>(o.kind)) +
+                " " + std::to_string(o.epoch) + " " + crypto::ToHex(id) + "\n";
   }
   Write(dir + "/MANIFEST", manifest);
   std::printf("wrote %s (store fingerprint %s)\n", dir.c_str(), keys.store_fingerprint().c_str());
