@@ -1,0 +1,215 @@
+// cofferfs: mounts an encrypted Maildir store (STATE_DIR) on MOUNTPOINT. Parses options, loads the
+// key, opens the store and hands it to the FUSE glue; everything else lives in fs_core.
+//
+// Going to the background: we fork first and let the child do all the work (open the store, check
+// the key, mount) while the parent waits on a pipe for the child's verdict, so `mount` and fstab
+// see a real exit status and message ("made with another key") instead of a daemon that died
+// after detaching. LMDB and the committer thread are only ever touched in the child.
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/crypto.h"
+#include "common/error.h"
+#include "common/keyfile.h"
+#include "common/log.h"
+#include "common/passphrase.h"
+#include "fs/control.h"
+#include "fs/filesystem.h"
+#include "fs/fuse_glue.h"
+#include "fs/options.h"
+
+namespace {
+
+constexpr int kExUsage = 64, kExNoInput = 66, kExUnavailable = 69, kExSoftware = 70,
+              kExCantCreate = 73, kExIoErr = 74, kExNoPerm = 77, kExConfig = 78;
+
+int ExitCodeFor(int err) {
+  switch (err) {
+    case ENOENT: return kExNoInput;
+    case EACCES: case EPERM: case ENOKEY: return kExNoPerm;
+    case EBUSY: return kExUnavailable;
+    case EINVAL: return kExConfig;
+    case EBADMSG: return 65;
+    case ENOSPC: case EROFS: return kExCantCreate;
+    default: return kExIoErr;
+  }
+}
+
+int Run(coffer::fs::MountOptions& opts, int status_fd) {
+  using namespace coffer;
+  auto report = [&](int code) {
+    if (status_fd >= 0) {
+      unsigned char c = static_cast<unsigned char>(code);
+      [[maybe_unused]] ssize_t n = ::write(status_fd, &c, 1);
+      ::close(status_fd);
+      status_fd = -1;
+    }
+  };
+  try {
+    crypto::HardenProcess();
+    if (opts.keyfile.empty()) {
+      spdlog::error("no key file: give -o keyfile=PATH or keyfile in the config file");
+      report(kExUsage);
+      return kExUsage;
+    }
+    std::optional<crypto::SecretBytes> pass;
+    if (keyfile::NeedsPassphrase(opts.keyfile)) {
+      passphrase::Source src;
+      if (!opts.passfile.empty()) src.file = opts.passfile;
+      pass = passphrase::Read(src, "Passphrase for " + opts.keyfile + ": ", false);
+    }
+    keyfile::KeySet keyset = keyfile::Load(opts.keyfile, pass ? &*pass : nullptr);
+    pass.reset();
+
+    fs::Options fo;
+    fo.commit_interval_ms = opts.commit_interval_ms;
+    fo.sync_namespace = opts.sync;
+    fo.statfs_path = opts.state_dir;
+    auto store = fs::LmdbStore::Open(opts.state_dir);
+    fs::Filesystem filesystem(std::move(store), keyset.MakeKeyring(), keyset.store_fingerprint(),
+                              fo);
+    filesystem.Start();
+    if (!opts.sync)
+      spdlog::warn("async: namespace changes become durable within {} ms or at the next fsync",
+                   opts.commit_interval_ms);
+    fs::PlayDead play_dead;
+    fs::ControlServer control;
+    std::string control_path =
+        opts.control_socket.empty() ? opts.state_dir + "/control.sock" : opts.control_socket;
+    control.Start(control_path, &play_dead);
+
+    int rc = fs::ServeFuse(&filesystem, &play_dead, opts, [&] {
+      report(0);
+      if (!opts.foreground) {
+        ::setsid();
+        if (::chdir("/") != 0) spdlog::warn("chdir /: {}", std::strerror(errno));
+        int null = ::open("/dev/null", O_RDWR);
+        if (null >= 0) {
+          ::dup2(null, 0);
+          ::dup2(null, 1);
+          if (!opts.log_syslog) ::dup2(null, 2);
+          if (null > 2) ::close(null);
+        }
+      }
+    });
+    control.Stop();
+    filesystem.Shutdown();
+    spdlog::info("clean shutdown, everything committed");
+    return rc == 0 ? 0 : kExIoErr;
+  } catch (const config::ConfigError& e) {
+    spdlog::error("{}", e.what());
+    report(kExConfig);
+    return kExConfig;
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    report(ExitCodeFor(e.err()));
+    return ExitCodeFor(e.err());
+  } catch (const std::exception& e) {
+    spdlog::error("internal error: {}", e.what());
+    report(kExSoftware);
+    return kExSoftware;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace coffer;
+  CLI::App app{
+      "cofferfs: mount an encrypted coffer Maildir store (STATE_DIR) on MOUNTPOINT.\n"
+      "Options (-o, comma-separated): config=FILE, keyfile=PATH, passfile=PATH, allow_other,\n"
+      "sync, async, commit_interval_ms=N, entry_timeout=S, attr_timeout=S, negative_timeout=S,\n"
+      "keep_cache=0|1, max_threads=N, control_socket=PATH, log_level=LEVEL, log_syslog, ro, debug.\n"
+      "See cofferfs(8)."};
+  fs::MountOptions opts;
+  std::vector<std::string> o_strings;
+  bool version = false;
+  app.add_option("STATE_DIR", opts.state_dir, "state directory (created and initialised if empty)")
+      ->required();
+  app.add_option("MOUNTPOINT", opts.mountpoint, "where to mount")->required()->check(
+      CLI::ExistingDirectory);
+  app.add_flag("-f,--foreground", opts.foreground, "stay in the foreground, log to stderr");
+  app.add_flag("-d,--debug", opts.debug, "trace FUSE requests (implies -f)");
+  app.add_option("-o", o_strings, "mount options, comma-separated (see above)")
+      ->allow_extra_args(false);
+  app.add_flag("-V,--version", version, "print the version and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExUsage;
+  }
+  if (version) {
+    std::cout << "cofferfs 0.1.0\n";
+    return 0;
+  }
+  try {
+    fs::ApplyOptionStrings(o_strings, &opts);
+  } catch (const config::ConfigError& e) {
+    std::cerr << "cofferfs: " << e.what() << "\n";
+    return kExConfig;
+  } catch (const Error& e) {
+    std::cerr << "cofferfs: " << e.what() << "\n";
+    return kExUsage;
+  }
+  if (opts.debug) opts.foreground = true;
+  if (!opts.state_dir.empty() && opts.state_dir[0] != '/') {
+    char buf[4096];
+    if (::getcwd(buf, sizeof buf)) opts.state_dir = std::string(buf) + "/" + opts.state_dir;
+  }
+  if (!opts.control_socket.empty() && opts.control_socket[0] != '/') {
+    std::cerr << "cofferfs: control_socket must be an absolute path\n";
+    return kExUsage;
+  }
+  auto level = log::ParseLevel(opts.log_level);
+  if (!level) {
+    std::cerr << "cofferfs: log_level must be one of " << log::kLevelNames << "\n";
+    return kExUsage;
+  }
+  log::Options lo;
+  lo.program = "cofferfs";
+  lo.level = *level;
+  lo.to_stderr = true;
+  lo.to_syslog = opts.log_syslog || !opts.foreground;
+  log::Init(lo);
+
+  if (opts.foreground) return Run(opts, -1);
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    std::perror("cofferfs: pipe");
+    return kExSoftware;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("cofferfs: fork");
+    return kExSoftware;
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    return Run(opts, fds[1]);
+  }
+  ::close(fds[1]);
+  unsigned char code = kExSoftware;
+  ssize_t n;
+  do {
+    n = ::read(fds[0], &code, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : kExSoftware;
+  }
+  return code;
+}

@@ -1,0 +1,131 @@
+// Mount option parsing (see options.h).
+#include "fs/options.h"
+
+#include <cerrno>
+#include <charconv>
+#include <set>
+#include <string_view>
+
+#include "common/error.h"
+
+namespace coffer::fs {
+
+void ApplyConfig(const config::Config& cfg, MountOptions* out) {
+  cfg.RejectUnknown({"keyfile", "passfile", "control_socket", "log_level", "log_syslog",
+                     "allow_other", "sync", "commit_interval_ms", "entry_timeout",
+                     "attr_timeout", "negative_timeout", "keep_cache", "max_threads"});
+  out->keyfile = cfg.String("keyfile", out->keyfile);
+  out->passfile = cfg.String("passfile", out->passfile);
+  out->control_socket = cfg.String("control_socket", out->control_socket);
+  out->log_level = cfg.String("log_level", out->log_level);
+  out->log_syslog = cfg.Bool("log_syslog", out->log_syslog);
+  out->allow_other = cfg.Bool("allow_other", out->allow_other);
+  out->sync = cfg.Bool("sync", out->sync);
+  out->commit_interval_ms =
+      static_cast<std::uint32_t>(cfg.Int("commit_interval_ms", out->commit_interval_ms, 1, 60000));
+  out->entry_timeout = cfg.Double("entry_timeout", out->entry_timeout, 0, 3600);
+  out->attr_timeout = cfg.Double("attr_timeout", out->attr_timeout, 0, 3600);
+  out->negative_timeout = cfg.Double("negative_timeout", out->negative_timeout, 0, 3600);
+  out->keep_cache = cfg.Bool("keep_cache", out->keep_cache);
+  out->max_threads = static_cast<std::uint32_t>(cfg.Int("max_threads", out->max_threads, 1, 256));
+}
+
+namespace {
+
+std::vector<std::pair<std::string, std::string>> Split(const std::vector<std::string>& strings) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string& s : strings) {
+    std::size_t start = 0;
+    while (start <= s.size()) {
+      std::size_t comma = s.find(',', start);
+      if (comma == std::string::npos) comma = s.size();
+      std::string item = s.substr(start, comma - start);
+      start = comma + 1;
+      if (item.empty()) continue;
+      std::size_t eq = item.find('=');
+      if (eq == std::string::npos) {
+        out.emplace_back(item, "");
+      } else {
+        out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+      }
+    }
+  }
+  return out;
+}
+
+double ParseDouble(const std::string& key, const std::string& value, double min, double max) {
+  try {
+    std::size_t used = 0;
+    double d = std::stod(value, &used);
+    if (used == value.size() && d >= min && d <= max) return d;
+  } catch (const std::exception&) {
+  }
+  throw Error(EINVAL, "option " + key + "=" + value + ": expected a number in [" +
+                          std::to_string(min) + ", " + std::to_string(max) + "]");
+}
+
+bool ParseBool(const std::string& key, const std::string& value) {
+  if (value.empty() || value == "1" || value == "true" || value == "yes") return true;
+  if (value == "0" || value == "false" || value == "no") return false;
+  throw Error(EINVAL, "option " + key + "=" + value + ": expected a boolean");
+}
+
+}  // namespace
+
+void ApplyOptionStrings(const std::vector<std::string>& option_strings, MountOptions* out) {
+  auto items = Split(option_strings);
+  for (const auto& [key, value] : items) {
+    if (key == "config") {
+      if (value.empty()) throw Error(EINVAL, "option config= needs a file");
+      out->config_file = value;
+      ApplyConfig(config::Config::Load(value), out);
+    }
+  }
+  static const std::set<std::string, std::less<>> kIgnored = {
+      "rw", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser",
+      "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime",
+      "default_permissions"};
+  for (const auto& [key, value] : items) {
+    if (key == "config") continue;
+    if (key == "keyfile") {
+      out->keyfile = value;
+    } else if (key == "passfile") {
+      out->passfile = value;
+    } else if (key == "control" || key == "control_socket") {
+      out->control_socket = value;
+    } else if (key == "log_level") {
+      out->log_level = value;
+    } else if (key == "log_syslog") {
+      out->log_syslog = ParseBool(key, value);
+    } else if (key == "allow_other") {
+      out->allow_other = ParseBool(key, value);
+    } else if (key == "ro") {
+      out->read_only = true;
+    } else if (key == "sync") {
+      out->sync = true;
+    } else if (key == "async") {
+      out->sync = false;
+    } else if (key == "commit_interval_ms") {
+      out->commit_interval_ms = static_cast<std::uint32_t>(ParseDouble(key, value, 1, 60000));
+    } else if (key == "entry_timeout") {
+      out->entry_timeout = ParseDouble(key, value, 0, 3600);
+    } else if (key == "attr_timeout") {
+      out->attr_timeout = ParseDouble(key, value, 0, 3600);
+    } else if (key == "negative_timeout") {
+      out->negative_timeout = ParseDouble(key, value, 0, 3600);
+    } else if (key == "keep_cache") {
+      out->keep_cache = ParseBool(key, value);
+    } else if (key == "max_threads") {
+      out->max_threads = static_cast<std::uint32_t>(ParseDouble(key, value, 1, 256));
+    } else if (key == "debug") {
+      out->debug = true;
+      out->foreground = true;
+    } else if (kIgnored.count(key) || key.rfind("x-", 0) == 0 || key.rfind("comment=", 0) == 0) {
+      continue;
+    } else {
+      throw Error(EINVAL, "unknown mount option '" + key + "'");
+    }
+  }
+}
+
+}  // namespace coffer::fs
