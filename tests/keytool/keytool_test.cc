@@ -1,7 +1,10 @@
 // coffer-keytool as a user runs it: the real binary, its exit codes, its messages, the files it
 // leaves. Every failure case the issue names is here: wrong passphrase, truncated or tampered
 // file, refusing to overwrite, loose permissions, no terminal, and "nothing changed" after each.
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include <cstdlib>
@@ -274,6 +277,41 @@ TEST_F(KeytoolTest, PasswdRewrapsAtomically) {
   r = Keytool({"passwd", "-k", key, "--new-passfile", dir_ / "pass", "--scrypt-logn", "10"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Keytool({"verify", "-k", key, "--passfile", dir_ / "pass"}).exit_code, 0);
+}
+
+// kill -9 at many moments during passwd (scrypt of the new wrap, write, fsync, rename): the key
+// file afterwards opens with either the old or the new passphrase, never neither.
+TEST_F(KeytoolTest, PasswdSurvivesKill9AtAnyMoment) {
+  std::string key = MakeKey();
+  std::string fp = FingerprintIn(Keytool({"show", "-k", key}).out);
+  std::string current = dir_ / "pass", next = dir_ / "pass2";
+  int rewrapped = 0;
+  for (int delay_ms : {0, 5, 20, 40, 60, 80, 100, 150, 250}) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      execl(bin_.c_str(), bin_.c_str(), "passwd", "-k", key.c_str(), "--passfile",
+            current.c_str(), "--new-passfile", next.c_str(), "--scrypt-logn", "14",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    usleep(static_cast<useconds_t>(delay_ms) * 1000);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    bool old_ok = Keytool({"verify", "-k", key, "--passfile", current}).exit_code == 0;
+    bool new_ok = Keytool({"verify", "-k", key, "--passfile", next}).exit_code == 0;
+    ASSERT_TRUE(old_ok || new_ok) << "key file lost after kill at " << delay_ms << " ms";
+    EXPECT_THAT(Keytool({"show", "-k", key}).out, HasSubstr(fp));
+    if (new_ok) {
+      ++rewrapped;
+      std::swap(current, next);
+    }
+    // Leftover temporary files from the killed process are harmless and removable.
+    coffer::testing::Run({"sh", "-c", "rm -f " + key + ".tmp.*"});
+  }
+  EXPECT_EQ(FileMode(key), 0600);
+  RecordProperty("rewrapped", rewrapped);
 }
 
 TEST_F(KeytoolTest, RotateKeepsOldEpochsReadable) {
