@@ -5,7 +5,8 @@
 #
 #   scripts/fuzz.sh [seconds per target, default 30] [target...]
 #
-# Targets: sealed_fuzz (crypto::Inspect/Open), keyfile_fuzz (keyfile::ReadInfo/Unlock). The
+# Targets: sealed_fuzz (crypto::Inspect/Open) and keyfile_fuzz (keyfile::ReadInfo/Unlock) by
+# default; name others (any tests/fuzz/<name>.cc wired in tests/fuzz/meson.build) to run them. The
 # corpora grow in build-fuzz/corpus/<target>/ and are reused by the next run. The whole project
 # library is compiled with -fsanitize=fuzzer-no-link so that libFuzzer sees coverage inside
 # common/, not only in the target; the targets themselves add -fsanitize=fuzzer,address,undefined
@@ -48,6 +49,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
 for target in "${targets[@]}"; do
   echo "== $target: ${seconds}s"
+  mkdir -p "$build/corpus/$target"
   if ! "$build/tests/fuzz/$target" "$build/corpus/$target" -max_total_time="$seconds" \
       -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
       -artifact_prefix="$build/artifacts/$target-" 2>"$build/$target.log"; then
