@@ -507,13 +507,19 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
     std::optional<Object> good;
     std::string good_digest;
     if (need_copy || digests_differ) {
-      // Holders of the newest version, replicas first.
+      // Holders of the newest version; copies whose digest most holders share come first,
+      // so a verifier that can only check structure still settles on the majority's bytes.
       std::vector<std::size_t> sources;
+      std::map<std::string, int> digest_votes;
       for (std::size_t node : placement_.Ranked(id_bytes)) {
         if (reachable[node] && holdings[node] && holdings[node]->version == newest) {
           sources.push_back(node);
+          ++digest_votes[holdings[node]->digest];
         }
       }
+      std::stable_sort(sources.begin(), sources.end(), [&](std::size_t a, std::size_t b) {
+        return digest_votes[holdings[a]->digest] > digest_votes[holdings[b]->digest];
+      });
       for (std::size_t node : sources) {
         wire::Request req;
         req.mutable_get()->add_ids(id_bytes);

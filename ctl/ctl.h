@@ -1,0 +1,55 @@
+// cofferctl: the admin tool of a coffer installation (status, scrub, play-dead control).
+//
+// A command table (STYLE.md, after MPD and Dovecot): each command is one entry with its name,
+// its help and a function that adds its CLI11 subcommand and returns the action to run. Later
+// issues add entries (status, verify, cofferfs play-dead ...) to kCommands in ctl.cc without
+// touching the others. Run() is the whole program minus main(): tests call it with an argv and
+// string streams, no process needed.
+//
+// Exit codes (sysexits): 0 ok, 64 usage, 65 data error (unrecoverable objects), 69 unavailable
+// (a node did not answer), 70 internal error, 75 temporary failure (scrub saw unreachable nodes),
+// 77 permission denied (admin key refused), 78 configuration error.
+#pragma once
+
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace coffer::ctl {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 64;
+inline constexpr int kExitDataErr = 65;
+inline constexpr int kExitUnavailable = 69;
+inline constexpr int kExitSoftware = 70;
+inline constexpr int kExitTempFail = 75;
+inline constexpr int kExitNoPerm = 77;
+inline constexpr int kExitConfig = 78;
+
+struct Io {
+  std::ostream& out;  // results
+  std::ostream& err;  // errors and progress
+  bool progress_tty = false;  // progress as one rewritten line (stderr is a terminal)
+};
+
+// One entry of the command table. `add` registers the subcommand on `app` and returns the
+// action to run when it was chosen (called after parsing; returns an exit code).
+struct Command {
+  const char* name;
+  const char* help;
+  std::function<std::function<int(Io&)>(CLI::App& app)> add;
+};
+
+// The command table.
+const std::vector<Command>& Commands();
+
+// Parses `args` (without the program name) and runs the chosen command.
+int Run(const std::vector<std::string>& args, Io& io);
+
+}  // namespace coffer::ctl

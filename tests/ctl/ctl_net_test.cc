@@ -1,0 +1,151 @@
+// Integration tests of cofferctl against real coffer-node processes on 127.0.0.1: node stat,
+// ping and play-dead (admin key only), and scrub from a config file with its summary and exit
+// codes.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/crypto.h"
+#include "ctl/ctl.h"
+#include "replicator/transport.h"
+#include "tests/replicator/test_util.h"
+
+namespace coffer::ctl {
+namespace {
+
+using namespace std::chrono_literals;
+namespace rep = coffer::replicator;
+
+struct Result {
+  int rc;
+  std::string out, err;
+};
+
+Result RunCtl(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  Io io{out, err, false};
+  int rc = Run(args, io);
+  return {rc, out.str(), err.str()};
+}
+
+class CtlNetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    box_ = rep::GenerateKeyPair();
+    admin_ = rep::GenerateKeyPair();
+    rep::WriteKeyPair(dir_.path() + "/box", box_);
+    rep::WriteKeyPair(dir_.path() + "/admin", admin_);
+    std::ofstream(dir_.path() + "/allowed") << box_.public_key << "\n";
+    std::ofstream cfg(dir_.path() + "/replicator.toml");
+    cfg << "box_id = 7\nsecret_key_file = \"" << dir_.path() << "/box.key_secret\"\n"
+        << "replicas = 3\nwrite_quorum = 2\nadmin_timeout_ms = 1500\n";
+    for (int i = 0; i < 3; ++i) {
+      std::string name = "n" + std::to_string(i + 1);
+      auto keys = rep::GenerateKeyPair();
+      rep::WriteKeyPair(dir_.path() + "/" + name, keys);
+      node_keys_.push_back(keys);
+      testutil::NodeProcess::Setup s;
+      s.node_id = name;
+      s.dir = dir_.path() + "/" + name;
+      s.port = testutil::FreePort();
+      s.secret_key_file = dir_.path() + "/" + name + ".key_secret";
+      s.allowed_keys_file = dir_.path() + "/allowed";
+      s.admin_key_file = dir_.path() + "/admin.key";
+      nodes_.push_back(std::make_unique<testutil::NodeProcess>(s));
+      nodes_.back()->Start();
+      cfg << "\n[[node]]\nid = \"" << name << "\"\nendpoint = \"" << nodes_.back()->endpoint()
+          << "\"\npublic_key_file = \"" << dir_.path() << "/" << name << ".key\"\n";
+    }
+  }
+  void TearDown() override {
+    for (auto& n : nodes_) n->Kill();
+  }
+  std::string Config() const { return dir_.path() + "/replicator.toml"; }
+
+  testutil::TempDir dir_;
+  rep::CurveKeyPair box_, admin_;
+  std::vector<rep::CurveKeyPair> node_keys_;
+  std::vector<std::unique_ptr<testutil::NodeProcess>> nodes_;
+};
+
+TEST_F(CtlNetTest, NodeStatPingAndPlayDead) {
+  auto r = RunCtl({"node", "n1", "stat", "--config", Config()});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("objects     0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("play-dead   off"), std::string::npos) << r.out;
+  r = RunCtl({"node", nodes_[1]->endpoint(), "ping", "--server-key", dir_.path() + "/n2.key",
+              "--key", dir_.path() + "/box.key_secret"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("reply in"), std::string::npos);
+
+  // play-dead needs the admin key: the box key is refused with "permission denied".
+  r = RunCtl({"node", "n1", "play-dead", "refuse", "--config", Config()});
+  EXPECT_EQ(r.rc, kExitNoPerm) << r.err;
+  r = RunCtl({"node", "n1", "play-dead", "slow", "150", "--config", Config(), "--key",
+              dir_.path() + "/admin.key_secret"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("slow 150"), std::string::npos);
+  r = RunCtl({"node", "n1", "play-dead", "silent", "--config", Config(), "--key",
+              dir_.path() + "/admin.key_secret"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = RunCtl({"node", "n1", "ping", "--config", Config(), "--timeout", "500"});
+  EXPECT_EQ(r.rc, kExitUnavailable);
+  EXPECT_NE(r.err.find("timeout"), std::string::npos) << r.err;
+  r = RunCtl({"node", "n1", "play-dead", "off", "--config", Config(), "--key",
+              dir_.path() + "/admin.key_secret"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = RunCtl({"node", "n1", "stat", "--config", Config()});
+  EXPECT_NE(r.out.find("play-dead   off"), std::string::npos) << r.out;
+}
+
+TEST_F(CtlNetTest, UnknownKeyIsUnavailable) {
+  auto stranger = rep::GenerateKeyPair();
+  rep::WriteKeyPair(dir_.path() + "/stranger", stranger);
+  auto r = RunCtl({"node", nodes_[0]->endpoint(), "ping", "--server-key",
+                   dir_.path() + "/n1.key", "--key", dir_.path() + "/stranger.key_secret",
+                   "--timeout", "800"});
+  EXPECT_EQ(r.rc, kExitUnavailable);
+}
+
+TEST_F(CtlNetTest, ScrubReplicatesAndReports) {
+  // Objects written to one node only: scrub must copy each to the two others.
+  crypto::Keyring keyring;
+  keyring.Add(1, crypto::GenerateMasterKey());
+  rep::Transport t({{"n1", nodes_[0]->endpoint(), node_keys_[0].public_key}}, box_);
+  rep::wire::Request put;
+  for (int i = 0; i < 50; ++i) {
+    auto id = crypto::RandomObjectId();
+    auto* o = put.mutable_put()->add_objects();
+    o->set_id(std::string(reinterpret_cast<const char*>(id.data()), id.size()));
+    o->mutable_version()->set_hlc(1);
+    o->set_sealed(crypto::Seal(keyring, crypto::ObjectKind::kChunk, id, 1, "mail"));
+  }
+  rep::CallResult res;
+  for (int i = 0; i < 100; ++i) {
+    res = t.Call(0, put, 2000ms).get();
+    if (res.status != rep::CallStatus::kUnreachable) break;
+    std::this_thread::sleep_for(30ms);
+  }
+  ASSERT_EQ(res.status, rep::CallStatus::kOk);
+
+  auto r = RunCtl({"scrub", "--config", Config()});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("checked 50, repaired 50, moved 0, unreachable 0, unrecoverable 0"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("scrub: 50/50 objects"), std::string::npos) << r.err;
+  r = RunCtl({"scrub", "--config", Config(), "--quiet"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("checked 50, repaired 0"), std::string::npos) << r.out;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+
+  nodes_[2]->Kill();
+  r = RunCtl({"scrub", "--config", Config(), "--quiet"});
+  EXPECT_EQ(r.rc, kExitTempFail) << r.out << r.err;
+  EXPECT_NE(r.out.find("node n3: unreachable"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace coffer::ctl
