@@ -1,4 +1,4 @@
-// See crypto.h. The only translation unit (with keyfile.cc) that includes Crypto++.
+// See crypto.h. The only translation unit that includes Crypto++.
 #include "common/crypto.h"
 
 #include <sodium.h>
@@ -20,6 +20,9 @@
 
 #include "common/error.h"
 #include "common/crypto.pb.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
 
 namespace coffer::crypto {
 namespace {
@@ -53,12 +56,52 @@ std::string MakeAad(std::uint32_t version, ObjectKind kind, const ObjectId& id,
   return aad;
 }
 
-SecretBytes ObjectKey(const DerivedKeys& keys, ObjectKind kind, const ObjectId& id) {
-  const SecretBytes& base =
-      kind == ObjectKind::kChunk ? keys.data.bytes() : keys.record.bytes();
-  std::string info(kObjectInfo);
-  info.append(reinterpret_cast<const char*>(id.data()), id.size());
-  return primitives::Hkdf(base.view(), {}, info, kKeySize);
+// The per-object key lives in a per-thread buffer of locked memory for the duration of one
+// Seal/Open and is wiped right after. Allocating locked memory per call (sodium_malloc: mmap,
+// mlock, guard pages) cost ~23 us against ~3 us for a whole 4 KiB GCM operation (measured with
+// tests/bench/crypto_bench), so the buffer is allocated once per thread instead.
+class ObjectKeyScope {
+ public:
+  ObjectKeyScope(const DerivedKeys& keys, ObjectKind kind, const ObjectId& id) {
+    thread_local SecretBytes scratch(kKeySize);
+    key_ = &scratch;
+    const SecretBytes& base =
+        kind == ObjectKind::kChunk ? keys.data.bytes() : keys.record.bytes();
+    unsigned char info[kObjectInfo.size() + kObjectIdSize];
+    std::memcpy(info, kObjectInfo.data(), kObjectInfo.size());
+    std::memcpy(info + kObjectInfo.size(), id.data(), id.size());
+    CryptoPP::HKDF<CryptoPP::SHA256>().DeriveKey(scratch.data(), kKeySize, base.data(),
+                                                 base.size(), nullptr, 0, info, sizeof info);
+  }
+  ~ObjectKeyScope() { sodium_memzero(key_->data(), key_->size()); }
+  ObjectKeyScope(const ObjectKeyScope&) = delete;
+  ObjectKeyScope& operator=(const ObjectKeyScope&) = delete;
+  std::string_view view() const { return key_->view(); }
+
+ private:
+  SecretBytes* key_;
+};
+
+// The bytes of a sealed object that precede the ciphertext: fields 1-4 of SealedObject, then the
+// tag and length of field 5 (the ciphertext, always last). Seal writes exactly this and then
+// the ciphertext, so the object is a well-formed SealedObject built without copying the
+// ciphertext; Open accepts only this canonical encoding (see ParseSealed).
+std::string SealedPrefix(std::uint32_t version, std::uint32_t kind, std::uint32_t epoch,
+                         std::string_view nonce, std::size_t ciphertext_size) {
+  proto::SealedObject head;
+  head.set_version(version);
+  head.set_kind(kind);
+  head.set_epoch(epoch);
+  head.set_nonce(std::string(nonce));
+  std::string out = head.SerializeAsString();
+  using google::protobuf::internal::WireFormatLite;
+  std::uint8_t frame[16];
+  std::uint8_t* end = WireFormatLite::WriteTagToArray(
+      proto::SealedObject::kCiphertextFieldNumber, WireFormatLite::WIRETYPE_LENGTH_DELIMITED,
+      frame);
+  end = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(ciphertext_size, end);
+  out.append(reinterpret_cast<const char*>(frame), static_cast<std::size_t>(end - frame));
+  return out;
 }
 
 }  // namespace
@@ -211,15 +254,20 @@ std::string Seal(const Keyring& keys, ObjectKind kind, const ObjectId& id, std::
   if (!derived) throw Error(EINVAL, "cannot seal under unknown key epoch " + std::to_string(epoch));
   if (!IsValidKind(static_cast<std::uint32_t>(kind))) throw Error(EINVAL, "invalid object kind");
   if (plaintext.size() > kMaxSealedSize - 64) throw Error(EFBIG, "object too large to seal");
-  SecretBytes key = ObjectKey(*derived, kind, id);
-  proto::SealedObject sealed;
-  sealed.set_version(kSealFormatVersion);
-  sealed.set_kind(static_cast<std::uint32_t>(kind));
-  sealed.set_epoch(epoch);
-  sealed.set_nonce(primitives::RandomString(kNonceSize));
-  sealed.set_ciphertext(primitives::GcmEncrypt(
-      key.view(), sealed.nonce(), MakeAad(kSealFormatVersion, kind, id, epoch), plaintext));
-  return sealed.SerializeAsString();
+  ObjectKeyScope key(*derived, kind, id);
+  std::string nonce = primitives::RandomString(kNonceSize);
+  std::string aad = MakeAad(kSealFormatVersion, kind, id, epoch);
+  const std::size_t ciphertext_size = plaintext.size() + kTagSize;
+  std::string out = SealedPrefix(kSealFormatVersion, static_cast<std::uint32_t>(kind), epoch,
+                                 nonce, ciphertext_size);
+  const std::size_t offset = out.size();
+  out.resize(offset + ciphertext_size);
+  CryptoPP::GCM<CryptoPP::AES>::Encryption enc;
+  enc.SetKeyWithIV(B(key.view()), kKeySize, B(nonce), kNonceSize);
+  auto* dst = reinterpret_cast<CryptoPP::byte*>(out.data()) + offset;
+  enc.EncryptAndAuthenticate(dst, dst + plaintext.size(), kTagSize, B(nonce), kNonceSize, B(aad),
+                             aad.size(), B(plaintext), plaintext.size());
+  return out;
 }
 
 static std::optional<proto::SealedObject> ParseSealed(std::string_view sealed) {
@@ -232,23 +280,10 @@ static std::optional<proto::SealedObject> ParseSealed(std::string_view sealed) {
   }
   // Accept exactly the bytes Seal() writes. Protobuf parsing alone also accepts appended fields
   // (a repeated field: the last one wins; unknown fields), reordered fields and over-long
-  // varints, so the same object would have many encodings. The canonical one is fields 1-4
-  // serialized, then the ciphertext as field 5 (tag 0x2a, varint length), ending the input;
-  // checking the small prefix and the total size avoids copying the ciphertext.
-  proto::SealedObject head;
-  head.set_version(msg.version());
-  head.set_kind(msg.kind());
-  head.set_epoch(msg.epoch());
-  head.set_nonce(msg.nonce());
-  std::string prefix = head.SerializeAsString();
-  prefix.push_back('\x2a');
-  for (std::size_t n = msg.ciphertext().size();; n >>= 7) {
-    if (n < 0x80) {
-      prefix.push_back(static_cast<char>(n));
-      break;
-    }
-    prefix.push_back(static_cast<char>((n & 0x7f) | 0x80));
-  }
+  // varints, so the same object would have many encodings. Checking the small canonical prefix
+  // and the total size avoids copying the ciphertext.
+  std::string prefix = SealedPrefix(msg.version(), msg.kind(), msg.epoch(), msg.nonce(),
+                                    msg.ciphertext().size());
   if (sealed.size() != prefix.size() + msg.ciphertext().size() ||
       sealed.substr(0, prefix.size()) != prefix) {
     return std::nullopt;
@@ -262,7 +297,7 @@ std::optional<std::string> Open(const Keyring& keys, ObjectKind kind, const Obje
   if (!msg || msg->kind() != static_cast<std::uint32_t>(kind)) return std::nullopt;
   const DerivedKeys* derived = keys.Find(msg->epoch());
   if (!derived) return std::nullopt;
-  SecretBytes key = ObjectKey(*derived, kind, id);
+  ObjectKeyScope key(*derived, kind, id);
   return primitives::GcmDecrypt(key.view(), msg->nonce(),
                                 MakeAad(msg->version(), kind, id, msg->epoch()),
                                 msg->ciphertext());
