@@ -82,7 +82,7 @@ void NodeProcess::Start() {
                                    "--listen", endpoint(),
                                    "--secret-key", setup_.secret_key_file,
                                    "--allowed-keys", setup_.allowed_keys_file,
-                                   "--log-level", "info"};
+                                   "--log-level", setup_.log_level};
   if (!setup_.admin_key_file.empty()) {
     argv.push_back("--admin-key");
     argv.push_back(setup_.admin_key_file);

@@ -38,6 +38,7 @@ class NodeProcess {
     std::string secret_key_file;
     std::string allowed_keys_file;
     std::string admin_key_file;
+    std::string log_level = "info";
     std::vector<std::string> extra_args;
   };
   explicit NodeProcess(Setup setup) : setup_(std::move(setup)) {}
