@@ -35,7 +35,8 @@ ServerOptions LoadServerOptions(const config::Config& c) {
   c.RejectUnknown({"listen.plain", "listen.tls", "tls.certificate", "tls.key",
                    "server.user", "server.threads", "server.auth_threads",
                    "server.control_socket", "auth.passwd_file", "auth.mail_location",
-                   "auth.allow_plaintext", "auth.failure_delay_ms",
+                   "auth.allow_plaintext", "auth.plaintext_on_loopback",
+                   "auth.failure_delay_ms",
                    "auth.failure_delay_max_ms", "limits.max_connections",
                    "limits.max_connections_per_ip", "limits.idle_timeout",
                    "limits.max_line_length", "limits.max_bad_commands",
@@ -59,6 +60,7 @@ ServerOptions LoadServerOptions(const config::Config& c) {
   o.auth.passwd_file = c.String("auth.passwd_file", "/etc/coffer/pop3d.passwd");
   o.auth.mail_location = c.String("auth.mail_location", "/srv/mail/%d/%n/Maildir");
   o.allow_plaintext = c.Bool("auth.allow_plaintext", false);
+  o.plaintext_on_loopback = c.Bool("auth.plaintext_on_loopback", true);
   o.session.failure_delay =
       std::chrono::milliseconds(c.Int("auth.failure_delay_ms", 1000, 0, 60000));
   o.session.failure_delay_max =

@@ -32,6 +32,7 @@ struct ServerOptions {
   std::chrono::seconds idle_timeout{600};
   std::size_t max_line_length = 2048;
   bool allow_plaintext = false;  // USER/PASS without TLS on non-loopback connections
+  bool plaintext_on_loopback = true;  // USER/PASS without TLS from 127.0.0.0/8 and ::1
   SessionOptions session;        // template; secure/plaintext_ok set per connection
   AuthOptions auth;
   std::string log_level = "info";

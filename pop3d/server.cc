@@ -58,31 +58,38 @@ struct Server::Impl {
   std::vector<bool> acceptor_tls;
   std::unique_ptr<asio::local::stream_protocol::acceptor> control_acceptor;
 
-  std::mutex limits_mutex;
-  std::size_t total = 0;                         // guarded by limits_mutex
-  std::map<asio::ip::address, std::size_t> per_ip;  // guarded by limits_mutex
+  // Connection counts. Shared with every Connection, whose destructor may run while the
+  // io_context destroys pending coroutines, after the rest of Impl is gone.
+  struct Limits {
+    Limits(std::size_t max_total, std::size_t max_per_ip, Control& c)
+        : max_total(max_total), max_per_ip(max_per_ip), control(c) {}
+    const std::size_t max_total, max_per_ip;
+    Control& control;  // outlives the server
+    std::mutex mutex;
+    std::size_t total = 0;                              // guarded by mutex
+    std::map<asio::ip::address, std::size_t> per_ip;  // guarded by mutex
 
-  // Admits a new connection from `ip` within the limits; false if over a limit.
-  bool Admit(const asio::ip::address& ip) {
-    std::lock_guard lock(limits_mutex);
-    if (total >= options.max_connections) return false;
-    auto& n = per_ip[ip];
-    if (n >= options.max_connections_per_ip) {
-      if (n == 0) per_ip.erase(ip);
-      return false;
+    // Admits a new connection from `ip` within the limits; false if over a limit.
+    bool Admit(const asio::ip::address& ip) {
+      std::lock_guard lock(mutex);
+      if (total >= max_total) return false;
+      auto it = per_ip.find(ip);
+      if (it != per_ip.end() && it->second >= max_per_ip) return false;
+      ++per_ip[ip];
+      ++total;
+      control.connections.store(total);
+      return true;
     }
-    ++n;
-    ++total;
-    control.connections.store(total);
-    return true;
-  }
-  void Release(const asio::ip::address& ip) {
-    std::lock_guard lock(limits_mutex);
-    auto it = per_ip.find(ip);
-    if (it != per_ip.end() && --it->second == 0) per_ip.erase(it);
-    --total;
-    control.connections.store(total);
-  }
+    void Release(const asio::ip::address& ip) {
+      std::lock_guard lock(mutex);
+      auto it = per_ip.find(ip);
+      if (it != per_ip.end() && --it->second == 0) per_ip.erase(it);
+      --total;
+      control.connections.store(total);
+    }
+  };
+  std::shared_ptr<Limits> limits = std::make_shared<Limits>(
+      options.max_connections, options.max_connections_per_ip, control);
 
   awaitable<void> AcceptLoop(tcp::acceptor& acceptor, bool tls);
   awaitable<void> ControlLoop();
@@ -102,9 +109,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         implicit_tls_(tls),
         timer_(socket_.get_executor()),
         delay_timer_(socket_.get_executor()),
+        limits_(server.limits),
         session_(MakeSessionOptions(server, remote_, tls)) {}
 
-  ~Connection() { server_.Release(remote_); }
+  ~Connection() { limits_->Release(remote_); }
 
   awaitable<void> Run() {
     auto self = shared_from_this();
@@ -133,7 +141,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     SessionOptions o = server.options.session;
     o.tls_available = server.tls_ready;
     o.secure = tls;
-    o.plaintext_ok = server.options.allow_plaintext || IsLoopback(remote);
+    o.plaintext_ok = server.options.allow_plaintext ||
+                     (server.options.plaintext_on_loopback && IsLoopback(remote));
     return o;
   }
 
@@ -335,6 +344,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool logged_in_ = false;
   bool tls_restarted_ = false;
   std::string inbuf_;
+  std::shared_ptr<Server::Impl::Limits> limits_;
   Session session_;
 };
 
@@ -366,7 +376,7 @@ awaitable<void> Server::Impl::AcceptLoop(tcp::acceptor& acceptor, bool tls) {
     asio::ip::address remote = socket.remote_endpoint(ec).address();
     if (ec) continue;
     socket.set_option(tcp::no_delay(true), ec);
-    if (!Admit(remote)) {
+    if (!limits->Admit(remote)) {
       spdlog::warn("connection from {} refused: connection limit", remote.to_string());
       if (!tls) {
         asio::co_spawn(socket.get_executor(),
