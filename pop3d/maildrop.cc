@@ -235,21 +235,29 @@ void Maildrop::Scan(SizeCache* sizes) {
   std::set<std::string> seen_unique;
   for (auto& entry : entries) {
     std::string full = path_ + "/" + entry.subdir + "/" + entry.filename;
-    int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-      if (errno == ENOENT || errno == ELOOP) continue;  // moved meanwhile; or a symlink
-      ThrowErrno("open " + full);
-    }
-    UniqueFd owner(fd);
+    // stat first: with the size cache warm, a login opens no message file at all.
     struct stat st;
-    if (::fstat(fd, &st) != 0) ThrowErrno("fstat " + full);
-    if (!S_ISREG(st.st_mode)) continue;
+    if (::lstat(full.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;  // moved meanwhile
+      ThrowErrno("stat " + full);
+    }
+    if (!S_ISREG(st.st_mode)) continue;  // symlinks, directories
     MessageInfo info;
     info.unique = MaildirUniqueName(entry.filename);
     // The same message seen twice (renamed between the two readdirs) is listed once.
     if (!seen_unique.insert(info.unique).second) continue;
     std::optional<std::uint64_t> size = sizes ? sizes->Get(st) : std::nullopt;
     if (!size) {
+      int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      if (fd < 0) {
+        if (errno == ENOENT || errno == ELOOP) {
+          seen_unique.erase(info.unique);
+          continue;
+        }
+        ThrowErrno("open " + full);
+      }
+      UniqueFd owner(fd);
+      if (::fstat(fd, &st) != 0) ThrowErrno("fstat " + full);
       size = VirtualSizeOfFd(fd);
       if (sizes) sizes->Put(st, *size);
     }

@@ -311,10 +311,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     out += r.text;
     if (r.body) {
+      // The status line, the body and the terminator share writes: one write for a small
+      // message, chunk-sized writes (each awaited: back-pressure) for a large one.
+      std::string chunk;
+      const std::size_t flush_at = session_.options().chunk_size;
+      while (r.body->Next(chunk)) {
+        out += chunk;
+        if (out.size() >= flush_at) {
+          co_await Write(out);
+          out.clear();
+        }
+      }
       co_await Write(out);
       out.clear();
-      std::string chunk;
-      while (r.body->Next(chunk)) co_await Write(chunk);
       session_.BodySent();
     }
     if (r.start_tls) {

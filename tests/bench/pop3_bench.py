@@ -5,17 +5,17 @@ every message, logins/s, and memory (PSS) per idle connection, before and after 
 Prints each figure for both servers and the ratio coffer/dovecot (for memory dovecot/coffer,
 so > 1 always means coffer is better).
 
-Every client logs in as its own user (coffer-pop3d allows one session per maildrop); all users'
-Maildirs hold hard links to the same message files, so both servers read the same page-cached
-bytes. Both run as 'nobody' with 2 I/O-capable workers available (2-core machine); the client is
-Python (one process per client), on the same machine.
+The load comes from pop3_bench_client (C++, one thread per client). Every client logs in as its
+own user (coffer-pop3d allows one session per maildrop); all users' Maildirs hold hard links to the same message files, so both servers read the same page-cached
+bytes. Both run as 'nobody', with default settings apart from the limits on processes and
+connections; coffer-pop3d with 2 I/O threads.
 
-    tests/bench/pop3_bench.py --coffer build/pop3d/coffer-pop3d [--seconds 5] [--messages 200]
+    tests/bench/pop3_bench.py --coffer build/pop3d/coffer-pop3d \
+        --client build/tests/bench/pop3_bench_client [--seconds 5] [--messages 200]
 
 Needs root (to start Dovecot and switch both servers to 'nobody')."""
 
 import argparse
-import multiprocessing
 import os
 import pwd
 import random
@@ -69,23 +69,6 @@ class Conn:
         self.s.sendall(text.encode() + b"\r\n")
         return self.line()
 
-    def body(self):
-        """Reads a multi-line body; returns its size in bytes."""
-        while True:
-            i = self.buf.find(b"\r\n.\r\n")
-            if i >= 0 or self.buf.startswith(b".\r\n"):
-                end = 3 if self.buf.startswith(b".\r\n") else i + 5
-                size = end
-                del self.buf[:end]
-                return size
-            chunk = self.s.recv(262144)
-            if not chunk:
-                raise EOFError
-            # Only the tail can hold the terminator; keep the buffer small.
-            if len(self.buf) > 8:
-                del self.buf[:-8]
-            self.buf += chunk
-
     def login(self, user):
         assert self.line().startswith(b"+OK")
         assert self.cmd("USER " + user).startswith(b"+OK")
@@ -96,52 +79,14 @@ class Conn:
         self.s.close()
 
 
-def retr_worker(port, user, start_at, stop_at, out):
-    msgs = octets = 0
-    while time.time() < start_at:
-        time.sleep(0.001)
-    while time.time() < stop_at:
-        c = Conn(port)
-        c.login(user)
-        count = int(c.cmd("STAT").split()[1])
-        for n in range(1, count + 1):
-            c.s.sendall(b"RETR %d\r\n" % n)
-            head = c.line()
-            assert head.startswith(b"+OK"), head
-            octets += c.body()
-            msgs += 1
-            if time.time() >= stop_at:
-                break
-        c.cmd("QUIT")
-        c.close()
-    out.put((msgs, octets))
-
-
-def login_worker(port, user, start_at, stop_at, out):
-    n = 0
-    while time.time() < start_at:
-        time.sleep(0.001)
-    while time.time() < stop_at:
-        c = Conn(port)
-        c.login(user)
-        c.cmd("QUIT")
-        c.close()
-        n += 1
-    out.put((n, 0))
-
-
-def run_clients(worker, port, users, seconds):
-    out = multiprocessing.Queue()
-    start_at = time.time() + 1.0
-    stop_at = start_at + seconds
-    procs = [multiprocessing.Process(target=worker, args=(port, u, start_at, stop_at, out))
-             for u in users]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=seconds + 120) for _ in procs]
-    for p in procs:
-        p.join()
-    return sum(r[0] for r in results) / seconds, sum(r[1] for r in results) / seconds / 1e6
+def run_clients(client, mode, port, users, seconds):
+    """Runs the C++ load generator; returns (count/s, MB/s)."""
+    out = subprocess.run([client, mode, str(port), str(seconds), PASSWORD] + users,
+                         capture_output=True, timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError("pop3_bench_client failed: " + out.stderr.decode()[-2000:])
+    count, octets = (int(x) for x in out.stdout.split())
+    return count / seconds, octets / seconds / 1e6
 
 
 def pss_kib(pids):
@@ -300,11 +245,12 @@ def stop(p):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--coffer", required=True)
+    ap.add_argument("--coffer", required=True, help="the coffer-pop3d binary")
+    ap.add_argument("--client", required=True, help="the pop3_bench_client binary")
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--messages", type=int, default=200)
     ap.add_argument("--clients", default="8,32")
-    ap.add_argument("--idle", type=int, default=32)
+    ap.add_argument("--idle", type=int, default=100)
     args = ap.parse_args()
     if os.geteuid() != 0 or not os.path.exists("/usr/sbin/dovecot"):
         print("pop3_bench: needs root and dovecot-pop3d (scripts/setup.sh)", file=sys.stderr)
@@ -322,15 +268,15 @@ def main():
         servers = [("coffer", cport, coffer.pid), ("dovecot", dport, dovecot.pid)]
         # Warm up: every user's maildrop once (page cache, Dovecot's index files).
         for name, port, _ in servers:
-            run_clients(retr_worker, port, users[:max(clients)], 1.0)
+            run_clients(args.client, "retr", port, users[:max(clients)], 2.0)
         rows = []
         for n in clients:
-            res = {name: run_clients(retr_worker, port, users[:n], args.seconds)
+            res = {name: run_clients(args.client, "retr", port, users[:n], args.seconds)
                    for name, port, _ in servers}
             rows.append(("messages/s, %d clients" % n, res["coffer"][0], res["dovecot"][0]))
             rows.append(("MB/s, %d clients" % n, res["coffer"][1], res["dovecot"][1]))
         for n in (8,):
-            res = {name: run_clients(login_worker, port, users[:n], args.seconds)
+            res = {name: run_clients(args.client, "login", port, users[:n], args.seconds)
                    for name, port, _ in servers}
             rows.append(("logins/s, %d clients" % n, res["coffer"][0], res["dovecot"][0]))
         for login in (False, True):
