@@ -62,12 +62,101 @@ Replicator::Replicator(ReplicatorOptions options)
   down_until_.assign(options_.nodes.size(), Clock::time_point{});
   transport_ = std::make_unique<Transport>(options_.nodes, options_.client_keys,
                                            options_.transport);
+  if (options_.hinted_handoff) {
+    replay_thread_ = std::thread([this] {
+      std::unique_lock lock(stop_mu_);
+      while (!stop_cv_.wait_for(lock, options_.hint_replay_interval, [this] { return stopping_; })) {
+        lock.unlock();
+        try {
+          ReplayHints();
+        } catch (const std::exception& e) {
+          spdlog::warn("hint replay: {}", e.what());
+        }
+        lock.lock();
+      }
+    });
+  }
 }
 
-Replicator::~Replicator() { transport_.reset(); }
+Replicator::~Replicator() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (replay_thread_.joinable()) replay_thread_.join();
+  transport_.reset();
+}
 
 ReplicatorStats Replicator::stats() const {
-  return {repairs_sent_.load(), hedges_sent_.load(), verify_failures_.load()};
+  ReplicatorStats s;
+  s.repairs_sent = repairs_sent_.load();
+  s.hedges_sent = hedges_sent_.load();
+  s.verify_failures = verify_failures_.load();
+  s.hints_stored = hints_stored_.load();
+  s.hints_replayed = hints_replayed_.load();
+  std::lock_guard lock(hints_mu_);
+  s.hints_pending = hints_.size() + hints_in_replay_;
+  return s;
+}
+
+void Replicator::AddHint(Hint h) {
+  ++hints_stored_;
+  std::lock_guard lock(hints_mu_);
+  hints_.push_back(h);
+}
+
+std::size_t Replicator::ReplayHints() {
+  std::lock_guard replay(replay_mu_);
+  std::vector<Hint> hints;
+  {
+    std::lock_guard lock(hints_mu_);
+    hints.swap(hints_);
+    hints_in_replay_ = hints.size();
+  }
+  std::vector<Hint> keep;
+  std::size_t delivered = 0;
+  std::vector<bool> owner_down(options_.nodes.size(), false);
+  for (const Hint& h : hints) {
+    if (owner_down[h.owner]) {
+      keep.push_back(h);
+      continue;
+    }
+    wire::Request get;
+    get.mutable_get()->add_ids(IdString(h.id));
+    CallResult g = transport_->Call(h.holder, std::move(get), options_.admin_timeout).get();
+    if (g.status != CallStatus::kOk || !g.reply.has_get() || g.reply.get().results_size() != 1) {
+      keep.push_back(h);
+      continue;
+    }
+    if (!g.reply.get().results(0).found()) continue;  // already moved (scrub) or dropped
+    auto o = FromWireObject(std::move(*g.reply.mutable_get()->mutable_results(0)->mutable_object()));
+    if (!o || o->id != h.id || !Verify(*o)) {
+      spdlog::warn("hint for object {}: copy on node {} failed verification", crypto::ToHex(h.id),
+                   options_.nodes[h.holder].id);
+      continue;  // scrub will find a good copy on the other replicas
+    }
+    wire::Request put;
+    ToWireObject(*o, false, put.mutable_put()->add_objects());
+    CallResult p = transport_->Call(h.owner, std::move(put), options_.write_timeout).get();
+    if (p.status != CallStatus::kOk || !p.reply.has_put() || p.reply.put().results_size() != 1 ||
+        p.reply.put().results(0).status() == wire::PUT_REJECTED) {
+      owner_down[h.owner] = p.status == CallStatus::kUnreachable || p.status == CallStatus::kTimeout;
+      keep.push_back(h);
+      continue;
+    }
+    wire::Request drop;
+    auto* item = drop.mutable_drop()->add_items();
+    item->set_id(IdString(h.id));
+    ToWire(o->version, item->mutable_version());
+    (void)transport_->Call(h.holder, std::move(drop), options_.write_timeout).get();
+    ++delivered;
+    ++hints_replayed_;
+  }
+  std::lock_guard lock(hints_mu_);
+  hints_.insert(hints_.end(), keep.begin(), keep.end());
+  hints_in_replay_ = 0;
+  return delivered;
 }
 
 void Replicator::MarkDown(std::size_t node) {
@@ -103,9 +192,7 @@ bool Replicator::Verify(const Object& o) {
 // ---------------------------------------------------------------------------------------------
 // Writes
 
-namespace {
-
-struct PutOp {
+struct Replicator::PutOp {
   std::mutex mu;
   std::vector<std::size_t> acks, fails, replica_count;
   std::vector<bool> stored, failed;
@@ -114,9 +201,75 @@ struct PutOp {
   std::vector<std::string> errors;
   std::function<void(PutResult&&)> done;
   bool finished = false;
+  // Hinted handoff: the batch (kept only when enabled) and, per object, how many fallback nodes
+  // were tried.
+  std::shared_ptr<const std::vector<Object>> objects;
+  std::vector<std::size_t> fallbacks_used;
+
+  // Both with mu held.
+  void Decide(std::size_t i) {
+    if (stored[i] || failed[i]) return;
+    if (acks[i] >= w) {
+      stored[i] = true;
+      --undecided;
+    } else if (fails[i] > replica_count[i] - w) {
+      failed[i] = true;
+      --undecided;
+    }
+  }
+  // Completes the operation once every object is decided; unlocks `lock` to call `done`.
+  void FinishIfDone(std::unique_lock<std::mutex>& lock) {
+    if (undecided != 0 || finished) return;
+    finished = true;
+    PutResult result;
+    result.stored = stored;
+    std::size_t n_failed = std::count(failed.begin(), failed.end(), true);
+    if (n_failed > 0) {
+      result.error = "write quorum W=" + std::to_string(w) + " not met for " +
+                     std::to_string(n_failed) + " of " + std::to_string(stored.size()) +
+                     " objects";
+      for (std::size_t k = 0; k < errors.size() && k < 5; ++k) {
+        result.error += k == 0 ? ": " : "; ";
+        result.error += errors[k];
+      }
+    }
+    auto callback = std::move(done);
+    lock.unlock();
+    callback(std::move(result));
+  }
 };
 
-}  // namespace
+// Writes object i of `op` to `fallback` for `owner`; on failure tries the next fallback.
+void Replicator::Handoff(const std::shared_ptr<PutOp>& op, std::size_t i, std::size_t owner,
+                         std::size_t fallback) {
+  wire::Request req;
+  ToWireObject((*op->objects)[i], false, req.mutable_put()->add_objects());
+  transport_->Call(fallback, std::move(req), options_.write_timeout,
+                   [this, op, i, owner, fallback](CallResult&& fr) {
+    bool stored = fr.status == CallStatus::kOk && fr.reply.has_put() &&
+                  fr.reply.put().results_size() == 1 &&
+                  fr.reply.put().results(0).status() != wire::PUT_REJECTED;
+    if (stored) {
+      MarkUp(fallback);
+      AddHint({owner, fallback, (*op->objects)[i].id, (*op->objects)[i].version});
+    } else if (fr.status == CallStatus::kTimeout || fr.status == CallStatus::kUnreachable) {
+      MarkDown(fallback);
+    }
+    std::optional<std::size_t> next;
+    std::unique_lock lock(op->mu);
+    if (stored) {
+      ++op->acks[i];
+    } else {
+      op->errors.push_back(fr.Describe(options_.nodes[fallback]) + " (hinted handoff)");
+      next = PickFallback((*op->objects)[i].id, op->fallbacks_used[i]);
+      if (!next) ++op->fails[i];
+    }
+    op->Decide(i);
+    op->FinishIfDone(lock);
+    if (lock.owns_lock()) lock.unlock();
+    if (next) Handoff(op, i, owner, *next);
+  });
+}
 
 void Replicator::PutAsync(const std::vector<Object>& batch,
                           std::function<void(PutResult&&)> done) {
@@ -130,6 +283,10 @@ void Replicator::PutAsync(const std::vector<Object>& batch,
   op->undecided = n;
   op->w = w_;
   op->done = std::move(done);
+  if (options_.hinted_handoff) {
+    op->objects = std::make_shared<const std::vector<Object>>(batch);
+    op->fallbacks_used.assign(n, 0);
+  }
   if (n == 0) {
     op->done(PutResult{});
     return;
@@ -141,37 +298,6 @@ void Replicator::PutAsync(const std::vector<Object>& batch,
     for (std::size_t node : replicas) per_node[node].push_back(i);
   }
 
-  // Called with op->mu held; returns true when the operation just completed.
-  auto decide = [op](std::size_t i) {
-    if (op->stored[i] || op->failed[i]) return;
-    if (op->acks[i] >= op->w) {
-      op->stored[i] = true;
-      --op->undecided;
-    } else if (op->fails[i] > op->replica_count[i] - op->w) {
-      op->failed[i] = true;
-      --op->undecided;
-    }
-  };
-  auto finish_if_done = [op, batch_size = n, first_ids = std::make_shared<std::vector<std::string>>()](
-                            std::unique_lock<std::mutex>& lock) {
-    if (op->undecided != 0 || op->finished) return;
-    op->finished = true;
-    PutResult result;
-    result.stored = op->stored;
-    std::size_t failed = std::count(op->failed.begin(), op->failed.end(), true);
-    if (failed > 0) {
-      result.error = "write quorum W=" + std::to_string(op->w) + " not met for " +
-                     std::to_string(failed) + " of " + std::to_string(batch_size) + " objects";
-      for (std::size_t k = 0; k < op->errors.size() && k < 5; ++k) {
-        result.error += k == 0 ? ": " : "; ";
-        result.error += op->errors[k];
-      }
-    }
-    auto done = std::move(op->done);
-    lock.unlock();
-    done(std::move(result));
-  };
-
   for (std::size_t node = 0; node < per_node.size(); ++node) {
     const auto& idx = per_node[node];
     for (std::size_t start = 0; start < idx.size(); start += options_.max_batch) {
@@ -182,7 +308,7 @@ void Replicator::PutAsync(const std::vector<Object>& batch,
       auto* put = req.mutable_put();
       for (std::size_t i : *chunk) ToWireObject(batch[i], false, put->add_objects());
       transport_->Call(node, std::move(req), options_.write_timeout,
-                       [this, op, chunk, node, decide, finish_if_done](CallResult&& r) {
+                       [this, op, chunk, node](CallResult&& r) {
         bool ok = r.status == CallStatus::kOk && r.reply.has_put() &&
                   static_cast<std::size_t>(r.reply.put().results_size()) == chunk->size();
         if (ok) {
@@ -196,6 +322,7 @@ void Replicator::PutAsync(const std::vector<Object>& batch,
                                    ? "node " + options_.nodes[node].id + ": malformed PUT reply"
                                    : r.Describe(options_.nodes[node]));
         }
+        std::vector<std::pair<std::size_t, std::size_t>> handoffs;  // (object, fallback node)
         for (std::size_t k = 0; k < chunk->size(); ++k) {
           std::size_t i = (*chunk)[k];
           auto status = ok ? r.reply.put().results(static_cast<int>(k)).status()
@@ -206,14 +333,39 @@ void Replicator::PutAsync(const std::vector<Object>& batch,
             if (ok) {
               op->errors.push_back("node " + options_.nodes[node].id + " rejected an object");
             }
-            ++op->fails[i];
+            std::optional<std::size_t> fallback;
+            if (op->objects && status != wire::PUT_REJECTED) {
+              fallback = PickFallback((*op->objects)[i].id, op->fallbacks_used[i]);
+            }
+            if (fallback) {
+              handoffs.emplace_back(i, *fallback);
+            } else {
+              ++op->fails[i];
+            }
           }
-          decide(i);
+          op->Decide(i);
         }
-        finish_if_done(lock);
+        op->FinishIfDone(lock);
+        if (lock.owns_lock()) lock.unlock();
+        for (auto [i, fallback] : handoffs) Handoff(op, i, node, fallback);
       });
     }
   }
+}
+
+std::optional<std::size_t> Replicator::PickFallback(const crypto::ObjectId& id,
+                                                    std::size_t& used) {
+  auto ranked = placement_.Ranked(IdString(id));
+  const auto now = Clock::now();
+  std::lock_guard lock(health_mu_);
+  for (std::size_t k = r_ + used; k < ranked.size(); ++k) {
+    if (down_until_[ranked[k]] <= now) {
+      used = k - r_ + 1;
+      return ranked[k];
+    }
+  }
+  used = ranked.size();
+  return std::nullopt;
 }
 
 PutResult Replicator::Put(const std::vector<Object>& batch) {

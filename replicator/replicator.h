@@ -18,6 +18,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <thread>
 #include <functional>
 #include <future>
 #include <memory>
@@ -50,6 +52,12 @@ struct ReplicatorOptions {
   std::size_t max_batch = 256;    // objects per PUT request to one node
   Verifier verifier;              // empty: accept every copy (no verification)
   TransportOptions transport;
+  // Hinted handoff: when a replica fails a write, the object goes to the next node in its
+  // ranking instead (which counts toward W: a sloppy quorum), and a hint remembers to move it
+  // to the owner once the owner answers again (checked every hint_replay_interval). Hints live
+  // in memory; if the box restarts first, Scrub() moves the object all the same.
+  bool hinted_handoff = false;
+  std::chrono::milliseconds hint_replay_interval{1000};
 };
 
 struct Object {
@@ -92,6 +100,9 @@ struct ReplicatorStats {
   std::uint64_t repairs_sent = 0;
   std::uint64_t hedges_sent = 0;
   std::uint64_t verify_failures = 0;
+  std::uint64_t hints_stored = 0;    // writes handed to a fallback node
+  std::uint64_t hints_replayed = 0;  // of those, delivered to their owner
+  std::uint64_t hints_pending = 0;
 };
 
 class Replicator {
@@ -125,8 +136,26 @@ class Replicator {
 
   ReplicatorStats stats() const;
 
+  // Delivers the hinted writes whose owner answers again (GET from the fallback node, PUT to
+  // the owner, DROP from the fallback). Returns how many were delivered. Runs by itself every
+  // hint_replay_interval when hinted_handoff is on; callable from any thread.
+  std::size_t ReplayHints();
+
  private:
+  struct Hint {
+    std::size_t owner;
+    std::size_t holder;
+    crypto::ObjectId id;
+    Version version;
+  };
+  void AddHint(Hint h);
+  // The next node after the R replicas of `id` (skipping nodes that recently failed), counting
+  // the ones already tried in `used`; nullopt when none is left.
+  std::optional<std::size_t> PickFallback(const crypto::ObjectId& id, std::size_t& used);
   struct GetOp;
+  struct PutOp;
+  void Handoff(const std::shared_ptr<PutOp>& op, std::size_t i, std::size_t owner,
+               std::size_t fallback);
   void SendGet(const std::shared_ptr<GetOp>& op);
   void OnGetReply(const std::shared_ptr<GetOp>& op, std::size_t slot, CallResult&& r);
   void FinishGetLocked(const std::shared_ptr<GetOp>& op);
@@ -149,6 +178,18 @@ class Replicator {
   // Nodes that recently failed are asked last. Guarded by health_mu_.
   mutable std::mutex health_mu_;
   std::vector<std::chrono::steady_clock::time_point> down_until_;
+  // Hinted writes not yet delivered. Guarded by hints_mu_; replay_mu_ serialises ReplayHints().
+  mutable std::mutex hints_mu_;
+  std::vector<Hint> hints_;
+  std::size_t hints_in_replay_ = 0;  // taken out of hints_ by a running ReplayHints()
+  std::mutex replay_mu_;
+  std::atomic<std::uint64_t> hints_stored_{0};
+  std::atomic<std::uint64_t> hints_replayed_{0};
+  // The hint replay thread (only with hinted_handoff).
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;  // guarded by stop_mu_
+  std::thread replay_thread_;
 };
 
 std::string IdString(const crypto::ObjectId& id);

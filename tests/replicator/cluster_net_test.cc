@@ -179,7 +179,15 @@ class ClusterTest : public ::testing::Test {
       for (const auto& [n, v] : holders) have.insert(n);
       std::set<std::pair<Version, std::string>> copies;
       for (const auto& [n, v] : holders) copies.insert(v);
-      if (want != have || copies.size() != 1) ++bad;
+      if (want != have || copies.size() != 1) {
+        if (++bad <= 3) {
+          std::string w, h;
+          for (auto n : want) w += std::to_string(n) + " ";
+          for (auto n : have) h += std::to_string(n) + " ";
+          ADD_FAILURE() << "object " << crypto::ToHex(id) << ": replicas " << w << "held by " << h
+                        << "distinct copies " << copies.size();
+        }
+      }
     }
     EXPECT_EQ(bad, 0u);
   }
@@ -375,6 +383,33 @@ TEST_F(ClusterTest, AddingANodeAndScrubMovesOnlyWhatMust) {
   ExpectExactlyOnReplicas(five, 600);
   auto st = five.Stat(4);
   EXPECT_NEAR(static_cast<double>(st.objects()), 600 * 3.0 / 5, 60);
+}
+
+TEST_F(ClusterTest, HintedHandoffKeepsWritesGoingAndDeliversWhenOwnersReturn) {
+  auto options = Options(kNodes, box_keys_);
+  options.hinted_handoff = true;
+  options.hint_replay_interval = 200ms;
+  replicator_ = std::make_unique<Replicator>(options);
+  Replicator& r = *replicator_;
+  WaitConnected(r);
+  nodes_[0]->Kill(SIGKILL);
+  nodes_[1]->Kill(SIGKILL);
+  // With two of five nodes down every write still finds W=2 nodes: its live replicas plus
+  // fallback nodes holding hints.
+  auto objects = PutMany(r, 300, 1);
+  auto st = r.stats();
+  EXPECT_GT(st.hints_stored, 0u);
+  EXPECT_EQ(st.hints_replayed, 0u);
+  for (const auto& o : objects) ASSERT_EQ(r.Get(o.id).status, GetStatus::kFound);
+  nodes_[0]->Start();
+  nodes_[1]->Start();
+  WaitConnected(r);
+  for (int i = 0; i < 150 && r.stats().hints_pending > 0; ++i) std::this_thread::sleep_for(100ms);
+  st = r.stats();
+  EXPECT_EQ(st.hints_pending, 0u);
+  EXPECT_EQ(st.hints_replayed, st.hints_stored);
+  // Delivered and dropped from the fallbacks: exactly R copies without a scrub.
+  ExpectExactlyOnReplicas(r, objects.size());
 }
 
 TEST_F(ClusterTest, ManyThreadsPutGetDeleteAndFeed) {
