@@ -60,6 +60,8 @@ Replicator::Replicator(ReplicatorOptions options)
   r_ = std::min(std::max<std::size_t>(options_.replicas, 1), options_.nodes.size());
   w_ = options_.write_quorum == 0 ? r_ / 2 + 1 : std::min(options_.write_quorum, r_);
   down_until_.assign(options_.nodes.size(), Clock::time_point{});
+  latency_us_.assign(options_.nodes.size(), 0.0);
+  latency_at_.assign(options_.nodes.size(), Clock::time_point{});
   transport_ = std::make_unique<Transport>(options_.nodes, options_.client_keys,
                                            options_.transport);
   if (options_.hinted_handoff) {
@@ -164,17 +166,37 @@ void Replicator::MarkDown(std::size_t node) {
   down_until_[node] = Clock::now() + std::chrono::seconds(2);
 }
 
-void Replicator::MarkUp(std::size_t node) {
+void Replicator::MarkUp(std::size_t node, std::chrono::microseconds latency) {
   std::lock_guard lock(health_mu_);
   down_until_[node] = Clock::time_point{};
+  if (latency.count() > 0) {
+    latency_at_[node] = Clock::now();
+    double& ewma = latency_us_[node];
+    ewma = ewma == 0 ? static_cast<double>(latency.count())
+                     : 0.8 * ewma + 0.2 * static_cast<double>(latency.count());
+  }
 }
 
 std::vector<std::size_t> Replicator::ReadOrder(const crypto::ObjectId& id) {
   auto order = placement_.Replicas(IdString(id), r_);
   const auto now = Clock::now();
   std::lock_guard lock(health_mu_);
-  std::stable_partition(order.begin(), order.end(),
-                        [&](std::size_t n) { return down_until_[n] <= now; });
+  // Placement order, except that nodes that recently failed go last and nodes clearly slower
+  // than the fastest replica (by their recent GET latency) go after the others.
+  // Latencies older than 10 s are forgotten, so a node that was slow gets another chance.
+  auto latency = [&](std::size_t n) {
+    return now - latency_at_[n] < std::chrono::seconds(10) ? latency_us_[n] : 0.0;
+  };
+  double fastest = 0;
+  for (std::size_t n : order) {
+    if (latency(n) > 0 && (fastest == 0 || latency(n) < fastest)) fastest = latency(n);
+  }
+  auto rank = [&](std::size_t n) {
+    if (down_until_[n] > now) return 2;
+    return fastest > 0 && latency(n) > 3 * fastest + 1000 ? 1 : 0;
+  };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return rank(a) < rank(b); });
   return order;
 }
 
@@ -454,7 +476,7 @@ void Replicator::OnGetReply(const std::shared_ptr<GetOp>& op, std::size_t slot, 
   std::optional<Object> object;
   std::string error;
   if (r.status == CallStatus::kOk && r.reply.has_get() && r.reply.get().results_size() == 1) {
-    MarkUp(node);
+    MarkUp(node, r.latency);
     auto* res = r.reply.mutable_get()->mutable_results(0);
     if (!res->found()) {
       outcome = GetOp::kMissing;
@@ -625,7 +647,9 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
   std::uint64_t done_count = 0;
   auto last_progress = Clock::now();
 
-  for (auto& [id_bytes, holdings] : seen) {
+  for (auto& entry : seen) {
+    const std::string& id_bytes = entry.first;
+    auto& holdings = entry.second;
     ++report.checked;
     auto id = IdFromString(id_bytes);
     if (!id) continue;

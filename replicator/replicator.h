@@ -4,7 +4,8 @@
 // and succeeds for an object once W nodes acknowledged a durable commit (a node that already
 // holds the same or a newer version counts: it holds at least this write durably); it fails with
 // a message naming every node that failed when W can no longer be met or the timeout passes.
-// Get() asks the best replica first, sends a hedged request to the next one after a short delay,
+// Get() asks the best replica first (placement order, skipping nodes that recently failed or
+// answer much slower than the others), sends a hedged request to the next one after a short delay,
 // fails over at once on an error, a missing object or data the verifier rejects, and repairs in
 // the background every replica that answered missing, stale or corrupt. Scrub() walks all nodes
 // (LIST) and re-replicates so each object sits on exactly its R replicas with identical bytes.
@@ -164,7 +165,7 @@ class Replicator {
   bool Verify(const Object& o);
   wire::Reply CallSync(std::size_t node, wire::Request req, const char* what);
   void MarkDown(std::size_t node);
-  void MarkUp(std::size_t node);
+  void MarkUp(std::size_t node, std::chrono::microseconds latency = {});
   std::vector<std::size_t> ReadOrder(const crypto::ObjectId& id);
 
   ReplicatorOptions options_;
@@ -178,6 +179,8 @@ class Replicator {
   // Nodes that recently failed are asked last. Guarded by health_mu_.
   mutable std::mutex health_mu_;
   std::vector<std::chrono::steady_clock::time_point> down_until_;
+  std::vector<double> latency_us_;  // moving average of GET round trips, 0: unknown
+  std::vector<std::chrono::steady_clock::time_point> latency_at_;  // of the last sample
   // Hinted writes not yet delivered. Guarded by hints_mu_; replay_mu_ serialises ReplayHints().
   mutable std::mutex hints_mu_;
   std::vector<Hint> hints_;

@@ -1,5 +1,10 @@
 // Integration tests of one real coffer-node process on 127.0.0.1: CURVE and the allow list,
 // admin-only control, malformed/huge/random frames, SIGTERM, and kill -9 after an ack.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <zmq.hpp>
@@ -109,6 +114,21 @@ TEST_F(NodeNetTest, ClientWithoutCurveGetsNothing) {
   zmq::poll(items, 1, 1500ms);
   EXPECT_FALSE(items[0].revents & ZMQ_POLLIN);
   // And a raw TCP client sending random bytes gets disconnected; the node carries on.
+  for (int round = 0; round < 5; ++round) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(node_->setup().port));
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    std::mt19937 rng(static_cast<unsigned>(round));
+    std::string junk(round == 0 ? 64 : 70000, '\0');
+    for (auto& c : junk) c = static_cast<char>(rng());
+    if (round == 1) junk.replace(0, 10, std::string("\xff\0\0\0\0\0\0\0\x01\x7f", 10));
+    ssize_t sent = send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+    (void)sent;
+    close(fd);
+  }
   auto good = Client(box_keys_);
   EXPECT_EQ(CallRetry(*good, Ping()).status, CallStatus::kOk);
 }
