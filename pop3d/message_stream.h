@@ -9,7 +9,9 @@
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,8 +59,13 @@ class WireConverter {
 // Streams one message in wire form from an open file. Owns the descriptor.
 class MessageStream {
  public:
-  MessageStream(UniqueFd fd, std::optional<std::uint64_t> body_lines, std::size_t chunk_size)
-      : fd_(std::move(fd)), converter_(true, body_lines), chunk_size_(chunk_size) {}
+  // `size_hint` (the stored size, if known) keeps the read buffer small for small messages.
+  MessageStream(UniqueFd fd, std::optional<std::uint64_t> body_lines, std::size_t chunk_size,
+                std::uint64_t size_hint = UINT64_MAX)
+      : fd_(std::move(fd)),
+        converter_(true, body_lines),
+        chunk_size_(static_cast<std::size_t>(
+            std::max<std::uint64_t>(1, std::min<std::uint64_t>(chunk_size, size_hint + 1)))) {}
 
   // Replaces `out` with the next piece of wire data (at most about 2 * chunk_size bytes).
   // Returns false when nothing is left (the terminating ".\r\n" was in an earlier piece).
@@ -70,7 +77,7 @@ class MessageStream {
   UniqueFd fd_;
   WireConverter converter_;
   std::size_t chunk_size_;
-  std::string buffer_;
+  std::unique_ptr<char[]> buffer_;  // chunk_size_ bytes, allocated on first use
   bool finished_ = false;
 };
 

@@ -398,7 +398,9 @@ Reply Session::Retr(const ParsedCommand& cmd) {
   if (!fd) return Text("-ERR Message no longer exists.\r\n");
   Reply r;
   r.text = "+OK " + std::to_string(maildrop_->At(*index).size) + " octets\r\n";
-  r.body = std::make_unique<MessageStream>(std::move(fd), std::nullopt, options_.chunk_size);
+  // The virtual size is never below the stored size: a good read-buffer size hint.
+  r.body = std::make_unique<MessageStream>(std::move(fd), std::nullopt, options_.chunk_size,
+                                           maildrop_->At(*index).size);
   pending_seen_ = *index;
   ++stats_.retr;
   stats_.retr_bytes += maildrop_->At(*index).size;

@@ -22,6 +22,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -247,7 +248,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--coffer", required=True, help="the coffer-pop3d binary")
     ap.add_argument("--client", required=True, help="the pop3_bench_client binary")
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--seconds", type=float, default=4)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--messages", type=int, default=200)
     ap.add_argument("--clients", default="8,32")
     ap.add_argument("--idle", type=int, default=100)
@@ -266,25 +268,35 @@ def main():
         dovecot = start_dovecot(root, dport, nobody)
         procs.append(dovecot)
         servers = [("coffer", cport, coffer.pid), ("dovecot", dport, dovecot.pid)]
-        # Warm up: every user's maildrop once (page cache, Dovecot's index files).
-        for name, port, _ in servers:
-            run_clients(args.client, "retr", port, users[:max(clients)], 2.0)
         rows = []
-        for n in clients:
-            res = {name: run_clients(args.client, "retr", port, users[:n], args.seconds)
-                   for name, port, _ in servers}
-            rows.append(("messages/s, %d clients" % n, res["coffer"][0], res["dovecot"][0]))
-            rows.append(("MB/s, %d clients" % n, res["coffer"][1], res["dovecot"][1]))
-        for n in (8,):
-            res = {name: run_clients(args.client, "login", port, users[:n], args.seconds)
-                   for name, port, _ in servers}
-            rows.append(("logins/s, %d clients" % n, res["coffer"][0], res["dovecot"][0]))
+        # Memory first, on fresh servers (a heap grown by the load runs would hide it).
         for login in (False, True):
             mem = {name: idle_memory(port, pid, users[:args.idle], login)
                    for name, port, pid in servers}
             label = "KiB PSS per idle connection, %s login" % ("after" if login else "before")
             rows.append((label, mem["coffer"], mem["dovecot"]))
-        print("%-44s %12s %12s %8s" % ("pop3_bench (%gs per run)" % args.seconds, "coffer",
+        # Warm up: every user's maildrop once (page cache, Dovecot's index files).
+        for name, port, _ in servers:
+            run_clients(args.client, "retr", port, users[:max(clients)], 2.0)
+        def measure(mode, n):
+            # Alternate the servers and take the median of --repeat runs: the machine may be
+            # shared, and a burst of other load then hits both servers alike.
+            runs = {name: [] for name, _, _ in servers}
+            for i in range(args.repeat):
+                order = servers if i % 2 == 0 else servers[::-1]
+                for name, port, _ in order:
+                    runs[name].append(run_clients(args.client, mode, port, users[:n],
+                                                  args.seconds))
+            return {name: (statistics.median(r[0] for r in rs),
+                           statistics.median(r[1] for r in rs)) for name, rs in runs.items()}
+        for n in clients:
+            res = measure("retr", n)
+            rows.append(("messages/s, %d clients" % n, res["coffer"][0], res["dovecot"][0]))
+            rows.append(("MB/s, %d clients" % n, res["coffer"][1], res["dovecot"][1]))
+        for n in (8,):
+            res = measure("login", n)
+            rows.append(("logins/s, %d clients" % n, res["coffer"][0], res["dovecot"][0]))
+        print("%-44s %12s %12s %8s" % ("pop3_bench (median of %d x %gs)" % (args.repeat, args.seconds), "coffer",
                                        "dovecot", "ratio"))
         for label, c, d in rows:
             if label.startswith("KiB"):
