@@ -46,6 +46,12 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 
 bool CryptVerify(std::string_view hash, std::string_view password) {
   if (hash.empty()) return false;
+  std::string checked(hash);
+  // Refuses malformed settings and methods the library has disabled. (Also makes libcrypt a
+  // needed library: under ASan, crypt_r alone would bind to the sanitizer's interceptor and the
+  // linker would drop libcrypt, leaving the interceptor nothing to call.)
+  int check = ::crypt_checksalt(checked.c_str());
+  if (check != CRYPT_SALT_OK && check != CRYPT_SALT_METHOD_LEGACY) return false;
   auto data = std::make_unique<crypt_data>();
   std::memset(data.get(), 0, sizeof(crypt_data));
   std::string pw(password), setting(hash);
@@ -210,10 +216,14 @@ LoginResult Authenticator::Login(const std::string& user, const std::string& pas
       case OpenStatus::kInUse:
         result.status = LoginStatus::kInUse;
         break;
-      case OpenStatus::kError:
+      case OpenStatus::kError: {
         spdlog::error("user {}: cannot open maildrop: {}", user, opened.error);
-        result.status = LoginStatus::kTempFail;
+        int e = opened.err;
+        bool permanent = e == EACCES || e == EPERM || e == ENOTDIR || e == EFBIG ||
+                         e == ELOOP || e == ENAMETOOLONG || e == EROFS;
+        result.status = permanent ? LoginStatus::kPermFail : LoginStatus::kTempFail;
         break;
+      }
     }
   } catch (const std::exception& e) {
     spdlog::error("user {}: login failed: {}", user, e.what());

@@ -69,6 +69,7 @@ enum class LoginStatus {
   kInUse,           // -ERR [IN-USE]
   kLoginDelay,      // -ERR [LOGIN-DELAY]
   kTempFail,        // -ERR [SYS/TEMP]
+  kPermFail,        // -ERR [SYS/PERM]: the maildrop cannot be used until an admin acts
 };
 
 struct LoginResult {

@@ -208,9 +208,14 @@ Maildrop::OpenResult Maildrop::Open(const std::string& path, const MaildropOptio
     drop->Scan(sizes);
     result.maildrop = std::move(drop);
     result.status = OpenStatus::kOk;
+  } catch (const Error& e) {
+    result.status = OpenStatus::kError;
+    result.error = e.what();
+    result.err = e.err();
   } catch (const std::exception& e) {
     result.status = OpenStatus::kError;
     result.error = e.what();
+    result.err = EIO;
   }
   return result;
 }

@@ -91,6 +91,7 @@ class Maildrop {
     OpenStatus status = OpenStatus::kError;
     std::unique_ptr<Maildrop> maildrop;
     std::string error;  // for logs (never sent to clients verbatim)
+    int err = 0;        // errno of a kError (EACCES, ENOENT, ...)
   };
 
   // Locks and scans the Maildir at `path`. Never throws: I/O errors are kError.

@@ -301,6 +301,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                      status == LoginStatus::kBadCredentials ? "credentials"
                      : status == LoginStatus::kInUse        ? "in-use"
                      : status == LoginStatus::kLoginDelay   ? "login-delay"
+                     : status == LoginStatus::kPermFail     ? "permanent-failure"
                                                             : "temporary-failure");
       }
     }

@@ -294,6 +294,8 @@ Reply Session::CompleteLogin(LoginResult result) noexcept {
         return Text("-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n");
       case LoginStatus::kLoginDelay:
         return Text("-ERR [LOGIN-DELAY] Minimum time between logins has not passed.\r\n");
+      case LoginStatus::kPermFail:
+        return Text("-ERR [SYS/PERM] Mailbox unavailable, contact the administrator.\r\n");
       case LoginStatus::kTempFail:
         break;
     }

@@ -173,5 +173,12 @@ TEST_F(AuthenticatorTest, UnopenableMaildropIsTemporaryFailure) {
   EXPECT_EQ(auth.Login("alice@example.org", "secret").status, LoginStatus::kTempFail);
 }
 
+TEST_F(AuthenticatorTest, MaildropUnderAFileIsPermanentFailure) {
+  WriteText(dir_.path() + "/file", "x");
+  options_.mail_location = dir_.path() + "/file/%n/Maildir";
+  Authenticator auth(options_);
+  EXPECT_EQ(auth.Login("alice@example.org", "secret").status, LoginStatus::kPermFail);
+}
+
 }  // namespace
 }  // namespace coffer::pop3d

@@ -244,6 +244,7 @@ TEST_F(SessionTest, InUseAndTempFailAndLoginDelayCodes) {
   EXPECT_TRUE(StartsWith(attempt(LoginStatus::kInUse), "-ERR [IN-USE]"));
   EXPECT_TRUE(StartsWith(attempt(LoginStatus::kTempFail), "-ERR [SYS/TEMP]"));
   EXPECT_TRUE(StartsWith(attempt(LoginStatus::kLoginDelay), "-ERR [LOGIN-DELAY]"));
+  EXPECT_TRUE(StartsWith(attempt(LoginStatus::kPermFail), "-ERR [SYS/PERM]"));
   EXPECT_EQ(s.state(), State::kAuthorization);
 }
 
