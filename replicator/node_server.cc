@@ -195,7 +195,10 @@ void NodeServer::Run() {
     payloads.clear();
     batch.clear();
     std::vector<ClientIdentity> who;
-    while (routing_ids.size() < s.options.max_group) {
+    // Bounded by count and by bytes, so a burst of large requests cannot pile up in memory.
+    std::size_t batch_bytes = 0;
+    while (routing_ids.size() < s.options.max_group &&
+           batch_bytes < s.options.max_message_size) {
       zmq::message_t id;
       try {
         if (!s.router.recv(id, zmq::recv_flags::dontwait)) break;
@@ -219,6 +222,7 @@ void NodeServer::Run() {
       if (user) identity.public_key = user;
       identity.admin = !s.options.admin_key.empty() && identity.public_key == s.options.admin_key;
       routing_ids.push_back(id.to_string());
+      batch_bytes += payload.size();
       payloads.push_back(malformed ? std::string() : payload.to_string());
       who.push_back(std::move(identity));
     }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 #include <thread>
@@ -337,6 +338,9 @@ TEST_F(ClusterTest, SilentAndSlowNodesDoNotStallReads) {
     }
     // Two of the three replicas may be playing dead: two hedge delays (30 ms each) plus the
     // round trip, far below the 1.5 s delay or the 2 s timeout.
+    std::cout << "play-dead " << (mode == wire::PLAY_DEAD_SILENT ? "silent" : "slow 1500")
+              << " on 2 nodes: worst read "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() << " ms\n";
     EXPECT_LT(worst, 1000ms) << "mode " << mode;
     SetPlayDead(4, wire::PLAY_DEAD_OFF);
     SetPlayDead(1, wire::PLAY_DEAD_OFF);
