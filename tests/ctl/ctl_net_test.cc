@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "common/crypto.h"
+#include "common/fd.h"
+#include "common/keyfile.h"
 #include "ctl/ctl.h"
 #include "replicator/transport.h"
 #include "tests/replicator/test_util.h"
@@ -145,6 +147,57 @@ TEST_F(CtlNetTest, ScrubReplicatesAndReports) {
   r = RunCtl({"scrub", "--config", Config(), "--quiet"});
   EXPECT_EQ(r.rc, kExitTempFail) << r.out << r.err;
   EXPECT_NE(r.out.find("node n3: unreachable"), std::string::npos) << r.out;
+}
+
+TEST_F(CtlNetTest, ScrubWithKeyFileRepairsARottenCopy) {
+  // The box's key file (no passphrase, 0600) and objects sealed under it on all three nodes,
+  // with one node's copy of one object rotten at rest (same version, flipped byte).
+  keyfile::KeySet keys = keyfile::KeySet::Generate(1700000000);
+  AtomicWriteFile(dir_.path() + "/coffer.key", keyfile::Encode(keys, keyfile::Purpose::kKeyFile, nullptr), 0600);
+  crypto::Keyring keyring = keys.MakeKeyring();
+  std::vector<std::unique_ptr<rep::Transport>> conns;
+  for (int n = 0; n < 3; ++n) {
+    conns.push_back(std::make_unique<rep::Transport>(
+        std::vector<rep::NodeAddress>{{"n", nodes_[static_cast<std::size_t>(n)]->endpoint(),
+                                       node_keys_[static_cast<std::size_t>(n)].public_key}},
+        box_));
+  }
+  auto call = [&](int n, const rep::wire::Request& req) {
+    rep::CallResult res;
+    for (int i = 0; i < 100; ++i) {
+      res = conns[static_cast<std::size_t>(n)]->Call(0, req, 2000ms).get();
+      if (res.status != rep::CallStatus::kUnreachable) break;
+      std::this_thread::sleep_for(30ms);
+    }
+    return res;
+  };
+  rep::wire::Request put;
+  for (int i = 0; i < 20; ++i) {
+    auto id = crypto::RandomObjectId();
+    auto* o = put.mutable_put()->add_objects();
+    o->set_id(std::string(reinterpret_cast<const char*>(id.data()), id.size()));
+    o->mutable_version()->set_hlc(5);
+    o->set_sealed(crypto::Seal(keyring, crypto::ObjectKind::kInodeRecord, id, keyring.current_epoch(),
+                               "record " + std::to_string(i)));
+  }
+  for (int n = 0; n < 3; ++n) ASSERT_EQ(call(n, put).status, rep::CallStatus::kOk);
+  rep::wire::Request rot;
+  *rot.mutable_put()->add_objects() = put.put().objects(0);
+  std::string* bytes = rot.mutable_put()->mutable_objects(0)->mutable_sealed();
+  (*bytes)[bytes->size() - 3] ^= 0x10;
+  rot.mutable_put()->mutable_objects(0)->set_repair(true);
+  ASSERT_EQ(call(1, rot).reply.put().results(0).status(), rep::wire::PUT_STORED);
+
+  auto r = RunCtl({"scrub", "--config", Config(), "--key-file", dir_.path() + "/coffer.key", "-q"});
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("checked 20, repaired 1, moved 0, unreachable 0, unrecoverable 0"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("verified with the key"), std::string::npos) << r.out;
+  rep::wire::Request get;
+  get.mutable_get()->add_ids(put.put().objects(0).id());
+  auto res = call(1, get);
+  ASSERT_EQ(res.status, rep::CallStatus::kOk);
+  EXPECT_EQ(res.reply.get().results(0).object().sealed(), put.put().objects(0).sealed());
 }
 
 }  // namespace
