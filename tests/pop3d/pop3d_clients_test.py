@@ -202,6 +202,45 @@ class PlaintextPolicyTest(unittest.TestCase):
             site.cleanup()
 
 
+class CommandLineTest(unittest.TestCase):
+    """--help, the example config, exit codes and the control client."""
+
+    def run_pop3d(self, *args):
+        return subprocess.run([h.BINARY] + list(args), capture_output=True, timeout=30)
+
+    def test_help_example_config_and_exit_codes(self):
+        out = self.run_pop3d("--help")
+        self.assertEqual(out.returncode, 0)
+        self.assertIn(b"--passwd-file", out.stdout)
+        example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                               "examples", "coffer-pop3d.toml")
+        out = self.run_pop3d("-c", example, "--check-config")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(self.run_pop3d("--no-such-flag").returncode, 64)
+        self.assertEqual(self.run_pop3d("-c", "/nonexistent.toml").returncode, 78)
+        site = h.Site()
+        try:
+            bad = os.path.join(site.dir, "bad.toml")
+            with open(bad, "w") as f:
+                f.write("[limits]\nidle_timeot = 5\n")
+            out = self.run_pop3d("-c", bad, "--check-config")
+            self.assertEqual(out.returncode, 78)
+            self.assertIn(b"idle_timeot", out.stderr)
+            # A port in use: exit 69.
+            server = h.Server(site)
+            try:
+                out = self.run_pop3d("--listen", "127.0.0.1:%d" % server.port, "--passwd-file",
+                                     site.passwd)
+                self.assertEqual(out.returncode, 69, out.stderr)
+                out = self.run_pop3d("--control-socket", server.control, "--send", "status")
+                self.assertEqual(out.returncode, 0)
+                self.assertTrue(out.stdout.startswith(b"ok mode=off"), out.stdout)
+            finally:
+                server.stop()
+        finally:
+            site.cleanup()
+
+
 class RunAsTest(unittest.TestCase):
     def test_run_as_nobody(self):
         site = h.Site()
