@@ -115,6 +115,10 @@ int main(int argc, char** argv) {
   }
   log::Init({.program = "coffer-pop3d", .level = *level, .to_stderr = true,
              .to_syslog = options.log_syslog});
+  if (options.certificate.empty() && !options.allow_plaintext) {
+    spdlog::warn("no TLS certificate and auth.allow_plaintext is false: only loopback clients "
+                 "can log in");
+  }
   if (check_config) {
     std::cout << "coffer-pop3d: configuration OK\n";
     return 0;

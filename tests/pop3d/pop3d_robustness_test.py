@@ -173,7 +173,8 @@ class RobustnessTest(unittest.TestCase):
             for s in socks:
                 self.assertEqual(s.recv(100), b"-ERR Not logged in.\r\n")
             status = self.server.ctl("status")
-            self.assertIn("connections=500", status)
+            open_now = int(status.split("connections=")[1].split()[0])
+            self.assertGreaterEqual(open_now, 500, status)
             # Meanwhile, real sessions still work, many in parallel.
             errors = []
 
@@ -302,7 +303,9 @@ class LimitsAndPlayDeadTest(unittest.TestCase):
     def test_per_address_limit_and_idle_timeout(self):
         server = h.Server(self.site, "[limits]\nmax_connections_per_ip = 3\nidle_timeout = 1")
         try:
-            time.sleep(0.2)  # the readiness probe's connection is gone
+            deadline = time.time() + 10  # until the readiness probe's connection is gone
+            while "connections=0 " not in server.ctl("status") and time.time() < deadline:
+                time.sleep(0.05)
             conns = [h.Raw(server.port) for _ in range(3)]
             for c in conns:
                 self.assertTrue(c.line().startswith(b"+OK"))
