@@ -5,6 +5,8 @@
 #include <deque>
 #include <exception>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
@@ -58,6 +60,22 @@ std::optional<PlayDead> ParsePlayDead(std::string_view text) {
     return p;
   }
   return std::nullopt;
+}
+
+bool IsWriteRequest(std::string_view bytes) {
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const std::uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  while (true) {
+    const std::uint32_t tag = in.ReadTag();
+    if (tag == 0) return false;
+    const int field = WireFormatLite::GetTagFieldNumber(tag);
+    if (field == wire::Request::kPutFieldNumber || field == wire::Request::kDelFieldNumber ||
+        field == wire::Request::kDropFieldNumber) {
+      return true;
+    }
+    if (!WireFormatLite::SkipField(&in, tag)) return false;
+  }
 }
 
 RequestHandler::RequestHandler(ObjectStore& store, std::string node_id, HandlerLimits limits)

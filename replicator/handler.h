@@ -10,8 +10,8 @@
 // answers with errors, slow delays replies, corrupt flips bytes in GET replies. ADMIN requests
 // themselves are always served, so a node can be brought back.
 //
-// Thread safety: HandleBatch() from one thread at a time (the node's loop); Describe() and the
-// play-dead getters from any thread.
+// Thread safety: HandleBatch() may run in two threads at once (the node's writer thread with the
+// writes, its loop with everything else); the play-dead getters from any thread.
 #pragma once
 
 #include <atomic>
@@ -49,6 +49,11 @@ struct PlayDead {
 };
 // Parses "off", "silent", "refuse", "corrupt", "slow" (with `slow_ms`) or "slow MS".
 std::optional<PlayDead> ParsePlayDead(std::string_view text);
+
+// True if `bytes` is a request that writes (PUT, DELETE, DROP), found by scanning the top-level
+// fields without parsing the objects; false for everything else, malformed input included.
+// The node serves writes from its writer thread and everything else at once.
+bool IsWriteRequest(std::string_view bytes);
 
 class RequestHandler {
  public:

@@ -1,15 +1,22 @@
 // NodeServer: see node_server.h.
 #include "replicator/node_server.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <zmq.hpp>
 
 #include <cerrno>
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/fd.h"
 
 namespace coffer::replicator {
 namespace {
@@ -167,6 +174,72 @@ void NodeServer::Run() {
       spdlog::debug("reply dropped: {}", e.what());
     }
   };
+  auto deliver = [&](const std::string& routing_id, RequestHandler::Outcome& outcome) {
+    if (!outcome.reply) return;
+    if (outcome.delay.count() > 0) {
+      delayed.emplace(Clock::now() + outcome.delay,
+                      std::make_pair(routing_id, std::move(*outcome.reply)));
+    } else {
+      send(routing_id, *outcome.reply);
+    }
+  };
+
+  // The writer thread: takes every write request queued while its previous commit ran and
+  // applies them in one durable commit (group commit), while this thread goes on serving reads.
+  // Replies come back through done_queue; done_fd wakes this thread's poll. Lock order: only
+  // writer_mu, never held while calling the handler or a socket.
+  struct Item {
+    std::string routing_id;
+    std::string payload;
+    ClientIdentity who;
+  };
+  struct Done {
+    std::string routing_id;
+    RequestHandler::Outcome outcome;
+  };
+  std::mutex writer_mu;
+  std::condition_variable writer_cv;
+  std::deque<Item> write_queue;      // guarded by writer_mu
+  std::size_t queued_bytes = 0;      // guarded by writer_mu: write_queue + in the writer
+  std::vector<Done> done_queue;      // guarded by writer_mu
+  bool writer_stop = false;          // guarded by writer_mu
+  UniqueFd done_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!done_fd) ThrowErrno("eventfd");
+  std::thread writer([&] {
+    std::unique_lock lock(writer_mu);
+    while (true) {
+      writer_cv.wait(lock, [&] { return writer_stop || !write_queue.empty(); });
+      if (write_queue.empty()) break;  // stopping and drained
+      std::deque<Item> work;
+      work.swap(write_queue);
+      lock.unlock();
+      std::vector<RequestHandler::Incoming> batch;
+      std::size_t bytes = 0;
+      for (const auto& it : work) {
+        batch.push_back({it.payload, it.who});
+        bytes += it.payload.size();
+      }
+      auto outcomes = s.handler.HandleBatch(batch);
+      lock.lock();
+      queued_bytes -= bytes;
+      for (std::size_t i = 0; i < work.size(); ++i) {
+        done_queue.push_back({std::move(work[i].routing_id), std::move(outcomes[i])});
+      }
+      std::uint64_t one = 1;
+      ssize_t n = write(done_fd.Get(), &one, sizeof one);
+      (void)n;
+    }
+  });
+  auto take_done = [&] {
+    std::vector<Done> done;
+    {
+      std::lock_guard lock(writer_mu);
+      done.swap(done_queue);
+    }
+    for (auto& d : done) deliver(d.routing_id, d.outcome);
+  };
+  // Reading pauses while this much is waiting for the writer (ZeroMQ's queues then push back).
+  const std::size_t max_queued = 4 * s.options.max_message_size;
 
   std::vector<std::string> routing_ids, payloads;
   std::vector<RequestHandler::Incoming> batch;
@@ -177,27 +250,40 @@ void NodeServer::Run() {
           delayed.begin()->first - Clock::now());
       timeout = std::max(std::chrono::milliseconds(0), std::min(timeout, until));
     }
-    zmq::pollitem_t items[] = {{s.router.handle(), 0, ZMQ_POLLIN, 0}};
+    bool accept;
+    {
+      std::lock_guard lock(writer_mu);
+      accept = queued_bytes < max_queued;
+    }
+    zmq::pollitem_t items[] = {{nullptr, done_fd.Get(), ZMQ_POLLIN, 0},
+                               {s.router.handle(), 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 1, timeout);
+      zmq::poll(items, accept ? 2 : 1, timeout);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       throw;
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      std::uint64_t v;
+      ssize_t n = read(done_fd.Get(), &v, sizeof v);
+      (void)n;
+      take_done();
     }
     const auto now = Clock::now();
     while (!delayed.empty() && delayed.begin()->first <= now) {
       send(delayed.begin()->second.first, delayed.begin()->second.second);
       delayed.erase(delayed.begin());
     }
-    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+    if (!accept || !(items[1].revents & ZMQ_POLLIN)) continue;
 
     routing_ids.clear();
     payloads.clear();
     batch.clear();
     std::vector<ClientIdentity> who;
+    std::vector<Item> writes;
     // Bounded by count and by bytes, so a burst of large requests cannot pile up in memory.
     std::size_t batch_bytes = 0;
-    while (routing_ids.size() < s.options.max_group &&
+    while (routing_ids.size() + writes.size() < s.options.max_group &&
            batch_bytes < s.options.max_message_size) {
       zmq::message_t id;
       try {
@@ -221,24 +307,40 @@ void NodeServer::Run() {
       const char* user = zmq_msg_gets(payload.handle(), "User-Id");
       if (user) identity.public_key = user;
       identity.admin = !s.options.admin_key.empty() && identity.public_key == s.options.admin_key;
-      routing_ids.push_back(id.to_string());
       batch_bytes += payload.size();
-      payloads.push_back(malformed ? std::string() : payload.to_string());
-      who.push_back(std::move(identity));
-    }
-    for (std::size_t i = 0; i < payloads.size(); ++i) batch.push_back({payloads[i], who[i]});
-    auto outcomes = s.handler.HandleBatch(batch);
-    for (std::size_t i = 0; i < outcomes.size(); ++i) {
-      if (!outcomes[i].reply) continue;
-      if (outcomes[i].delay.count() > 0) {
-        delayed.emplace(Clock::now() + outcomes[i].delay,
-                        std::make_pair(routing_ids[i], std::move(*outcomes[i].reply)));
+      std::string bytes = malformed ? std::string() : payload.to_string();
+      if (IsWriteRequest(bytes)) {
+        writes.push_back({id.to_string(), std::move(bytes), std::move(identity)});
       } else {
-        send(routing_ids[i], *outcomes[i].reply);
+        routing_ids.push_back(id.to_string());
+        payloads.push_back(std::move(bytes));
+        who.push_back(std::move(identity));
       }
     }
+    if (!writes.empty()) {
+      {
+        std::lock_guard lock(writer_mu);
+        for (auto& w : writes) {
+          queued_bytes += w.payload.size();
+          write_queue.push_back(std::move(w));
+        }
+      }
+      writer_cv.notify_one();
+    }
+    for (std::size_t i = 0; i < payloads.size(); ++i) batch.push_back({payloads[i], who[i]});
+    if (!batch.empty()) {
+      auto outcomes = s.handler.HandleBatch(batch);
+      for (std::size_t i = 0; i < outcomes.size(); ++i) deliver(routing_ids[i], outcomes[i]);
+    }
   }
-  // Requests in flight have been answered; delayed replies go out now.
+  // Requests in flight are answered: the writer commits what it holds, then delayed replies go.
+  {
+    std::lock_guard lock(writer_mu);
+    writer_stop = true;
+  }
+  writer_cv.notify_one();
+  writer.join();
+  take_done();
   for (auto& [when, r] : delayed) send(r.first, r.second);
   spdlog::info("stopping: {} delayed replies flushed", delayed.size());
 }

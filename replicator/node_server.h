@@ -5,8 +5,10 @@
 // list and the admin key, with ZMQ_ZAP_ENFORCE_DOMAIN set where libzmq offers it. A client
 // without CURVE or with another key is dropped during the handshake, before any request is
 // read. Socket hygiene from DESIGN.md: ROUTER_MANDATORY, MAXMSGSIZE, heartbeats, bounded
-// linger. The loop takes every request that is waiting (up to `max_group`), hands them to the
-// handler as one batch (one durable commit for all their writes) and then sends the replies.
+// linger. The loop reads every request that is waiting (up to `max_group`), serves reads at
+// once and hands writes (PUT, DELETE, DROP) to one writer thread, which applies everything that
+// queued up during its previous commit in one durable LMDB commit (group commit) before any of
+// their replies is sent; reads never wait behind an fsync.
 //
 // Thread safety: construct, then Run() in one thread; RequestStop() from any thread or from a
 // signal handler (it only stores to an atomic).

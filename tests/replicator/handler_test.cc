@@ -239,6 +239,34 @@ TEST_F(HandlerTest, BatchSharesOneCommit) {
   EXPECT_EQ(store_.Stats().objects, 10u);
 }
 
+TEST(IsWriteRequestTest, ClassifiesWithoutParsingObjects) {
+  auto serialize = [](const wire::Request& r) {
+    std::string b;
+    r.SerializeToString(&b);
+    return b;
+  };
+  wire::Request r;
+  r.set_protocol(1);
+  r.set_request_id(9);
+  auto* o = r.mutable_put()->add_objects();
+  o->set_id(testutil::Id(1));
+  o->set_sealed(std::string(1000, 'x'));
+  EXPECT_TRUE(IsWriteRequest(serialize(r)));
+  r.mutable_del()->add_items()->set_id(testutil::Id(1));
+  EXPECT_TRUE(IsWriteRequest(serialize(r)));
+  r.mutable_drop()->add_items()->set_id(testutil::Id(1));
+  EXPECT_TRUE(IsWriteRequest(serialize(r)));
+  r.mutable_get()->add_ids(testutil::Id(1));
+  EXPECT_FALSE(IsWriteRequest(serialize(r)));
+  r.mutable_admin();
+  EXPECT_FALSE(IsWriteRequest(serialize(r)));
+  EXPECT_FALSE(IsWriteRequest(""));
+  EXPECT_FALSE(IsWriteRequest("\xff\xff\xff\xff"));
+  wire::Request p;
+  p.mutable_put();
+  EXPECT_TRUE(IsWriteRequest(serialize(p)));
+}
+
 TEST(PlayDeadTest, Parse) {
   EXPECT_EQ(ParsePlayDead("off")->mode, wire::PLAY_DEAD_OFF);
   EXPECT_EQ(ParsePlayDead("silent")->mode, wire::PLAY_DEAD_SILENT);
