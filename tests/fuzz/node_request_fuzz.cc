@@ -57,6 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else {
     batch.push_back({rest, who});
   }
+  for (const auto& in : batch) (void)coffer::replicator::IsWriteRequest(in.bytes);
   auto outcomes = handler.HandleBatch(batch);
   if (outcomes.size() != batch.size()) std::abort();
   for (const auto& o : outcomes) {
