@@ -1,0 +1,64 @@
+// Tests of cofferfs option parsing (fs/options.h) and the play-dead protocol (fs/control.h).
+#include "fs/options.h"
+
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "fs/control.h"
+#include "tests/support/subprocess.h"
+
+namespace coffer::fs {
+namespace {
+
+TEST(OptionsTest, MountOptionStringsOverrideConfig) {
+  testing::TempDir dir;
+  testing::WriteTextFile(dir / "c.toml",
+                         "keyfile = \"/etc/coffer/key\"\nsync = true\nentry_timeout = 5.0\n");
+  MountOptions o;
+  ApplyOptionStrings({"rw,config=" + (dir / "c.toml") + ",async", "allow_other,nofail,_netdev"},
+                     &o);
+  EXPECT_EQ(o.keyfile, "/etc/coffer/key");
+  EXPECT_FALSE(o.sync);
+  EXPECT_TRUE(o.allow_other);
+  EXPECT_DOUBLE_EQ(o.entry_timeout, 5.0);
+}
+
+TEST(OptionsTest, UnknownOptionIsAnError) {
+  MountOptions o;
+  EXPECT_THROW(ApplyOptionStrings({"keyfile=/k,bogus"}, &o), Error);
+  EXPECT_THROW(ApplyOptionStrings({"attr_timeout=fast"}, &o), Error);
+}
+
+TEST(OptionsTest, UnknownConfigKeyIsAnError) {
+  testing::TempDir dir;
+  testing::WriteTextFile(dir / "c.toml", "keyfiel = \"/k\"\n");
+  MountOptions o;
+  EXPECT_THROW(ApplyOptionStrings({"config=" + (dir / "c.toml")}, &o), config::ConfigError);
+}
+
+TEST(ControlTest, Commands) {
+  PlayDead pd;
+  EXPECT_EQ(HandleControlCommand("status", &pd), "ok mode=normal delay_ms=0");
+  EXPECT_EQ(HandleControlCommand("eio", &pd), "ok mode=eio");
+  EXPECT_EQ(pd.mode.load(), PlayDead::kEio);
+  EXPECT_EQ(HandleControlCommand("slow 250", &pd), "ok mode=slow delay_ms=250");
+  EXPECT_EQ(pd.delay_ms.load(), 250);
+  EXPECT_EQ(HandleControlCommand("slow -1", &pd).substr(0, 3), "err");
+  EXPECT_EQ(HandleControlCommand("slow 99999999", &pd).substr(0, 3), "err");
+  EXPECT_EQ(HandleControlCommand("normal", &pd), "ok mode=normal");
+  EXPECT_EQ(HandleControlCommand("explode", &pd).substr(0, 3), "err");
+}
+
+TEST(ControlTest, SocketRoundTrip) {
+  testing::TempDir dir;
+  PlayDead pd;
+  ControlServer server;
+  server.Start(dir / "ctl.sock", &pd);
+  EXPECT_EQ(ControlRequest(dir / "ctl.sock", "eio"), "ok mode=eio");
+  EXPECT_EQ(ControlRequest(dir / "ctl.sock", "status"), "ok mode=eio delay_ms=0");
+  server.Stop();
+  EXPECT_THROW(ControlRequest(dir / "ctl.sock", "status"), Error);
+}
+
+}  // namespace
+}  // namespace coffer::fs
