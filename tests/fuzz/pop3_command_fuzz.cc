@@ -57,8 +57,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   options.max_bad_commands = 1000;
   options.max_failed_logins = 1000;
   options.chunk_size = 7;
+  coffer::pop3d::MaildropLocks locks;  // outlives the session's maildrop
   coffer::pop3d::Session session(options);
-  coffer::pop3d::MaildropLocks locks;
   coffer::pop3d::MaildropOptions md_options;
   md_options.mark_seen = (size % 3) == 0;
   std::size_t pos = 0;
