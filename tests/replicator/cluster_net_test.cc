@@ -312,10 +312,9 @@ TEST_F(ClusterTest, ReadRepairsMissingReplica) {
   auto objects = PutMany(r, 200, 1);  // node 3's share went to the other two replicas only
   nodes_[3]->Start();
   WaitConnected(r);
-  // Ask node 3 first where it is a replica: reads fail over and repair it.
+  // Where node 3 is the first replica asked, it answers "missing": the read fails over to the
+  // next replica and then writes the object back to node 3 in the background.
   for (const auto& o : objects) ASSERT_EQ(r.Get(o.id).status, GetStatus::kFound);
-  // Reads that happened to be answered by another replica first do not touch node 3; read all
-  // again a few times so each object's replicas are all asked at least once through hedging.
   std::this_thread::sleep_for(300ms);
   EXPECT_GT(r.stats().repairs_sent, 0u);
   auto st = r.Stat(3);
