@@ -11,6 +11,8 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev libasio-dev libssl-dev libcli11-dev
   libtomlplusplus-dev libspdlog-dev libcrypt-dev libsodium-dev
   # replicator, coffer-node, cofferctl (issue 3)
+  # cofferfs (issue 4)
+  postfix maildrop dovecot-pop3d curl gocryptfs securefs postmark
   # coffer-pop3d (issue 6)
   fetchmail curl dovecot-pop3d
   # tests, fuzzers, benchmarks
