@@ -18,7 +18,11 @@ class ClientsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.site = h.Site()
-        cls.server = h.Server(cls.site)
+        try:
+            cls.server = h.Server(cls.site)
+        except Exception:
+            cls.site.cleanup()
+            raise
 
     @classmethod
     def tearDownClass(cls):

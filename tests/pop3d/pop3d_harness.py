@@ -153,7 +153,11 @@ class Server:
         self.logf = open(self.log, "wb")
         self.proc = subprocess.Popen([BINARY, "-c", self.config] + list(args),
                                      stdout=self.logf, stderr=subprocess.STDOUT)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except Exception:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def wait_ready(self, timeout=10):
         deadline = time.time() + timeout

@@ -29,9 +29,13 @@ class RobustnessTest(unittest.TestCase):
             cls.site.deliver(user, b"Subject: hi\n\nhello\n")
         for i in range(20):
             cls.site.deliver(BOB, b"Subject: %d\n\n" % i + os.urandom(200000).hex().encode())
-        cls.server = h.Server(cls.site, "[limits]\nmax_connections = 2000\n"
-                              "max_connections_per_ip = 2000\nmax_line_length = 512\n"
-                              "max_bad_commands = 20\n[server]\nauth_threads = 4")
+        try:
+            cls.server = h.Server(cls.site, "[limits]\nmax_connections = 2000\n"
+                                  "max_connections_per_ip = 2000\nmax_line_length = 512\n"
+                                  "max_bad_commands = 20\n[server]\nauth_threads = 4")
+        except Exception:
+            cls.site.cleanup()
+            raise
         cls.alice_before = cls.site.messages(ALICE)
         cls.bob_before = cls.site.messages(BOB)
 
