@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/config.h"
+#include "common/control_socket.h"
 #include "common/crypto.h"
 #include "common/error.h"
 #include "common/keyfile.h"
@@ -209,6 +210,75 @@ int ScrubMain(const ScrubArgs& a, Io& io) {
 
 }  // namespace
 
+// ---- fs|pop3d SOCKET status | play-dead MODE -------------------------------------------------
+// Both programs speak a one-line protocol on a Unix control socket (fs/control.h,
+// pop3d/control.h); cofferctl translates the common "play-dead MODE" vocabulary to each.
+
+struct SocketArgs {
+  std::string program;            // "fs" or "pop3d"
+  std::string socket;             // control socket path
+  std::string action;             // status | play-dead
+  std::vector<std::string> mode;  // play-dead MODE [MS]
+  int timeout_ms = 5000;
+};
+
+int SocketMain(const SocketArgs& a, Io& io) {
+  std::string line;
+  if (a.action == "status") {
+    line = "status";
+  } else if (a.action == "play-dead") {
+    const std::string mode = a.mode.empty() ? "" : a.mode[0];
+    const std::string ms = a.mode.size() > 1 ? a.mode[1] : "";
+    const bool fs = a.program == "fs";
+    if (mode == "off") {
+      line = fs ? "normal" : "play-dead off";
+    } else if (mode == "slow" && !ms.empty() &&
+               ms.find_first_not_of("0123456789") == std::string::npos) {
+      line = (fs ? "slow " : "play-dead slow ") + ms;
+    } else if (fs && mode == "eio") {
+      line = "eio";
+    } else if (!fs && (mode == "refuse" || mode == "stop")) {
+      line = "play-dead " + mode;
+    } else {
+      io.err << "cofferctl: play-dead needs one of "
+             << (fs ? "off | eio | slow MS" : "off | refuse | slow MS | stop") << "\n";
+      return kExitUsage;
+    }
+  } else {
+    io.err << "cofferctl: unknown action '" << a.action << "' (status | play-dead MODE)\n";
+    return kExitUsage;
+  }
+  std::string answer;
+  try {
+    answer = control::Request(a.socket, line, a.timeout_ms);
+  } catch (const Error& e) {
+    io.err << "cofferctl: " << e.what() << "\n";
+    return e.err() == EACCES ? kExitNoPerm : kExitUnavailable;
+  }
+  if (answer.rfind("ok", 0) != 0) {
+    io.err << "cofferctl: " << a.program << " answered: " << answer << "\n";
+    return kExitDataErr;
+  }
+  io.out << answer << "\n";
+  return kExitOk;
+}
+
+std::function<std::function<int(Io&)>(CLI::App&)> AddSocketCommand(const char* program,
+                                                                   const char* help,
+                                                                   const char* modes) {
+  return [=](CLI::App& app) -> std::function<int(Io&)> {
+    auto a = std::make_shared<SocketArgs>();
+    a->program = program;
+    auto* sub = app.add_subcommand(program, help);
+    sub->add_option("socket", a->socket, "the program's control socket")->required();
+    sub->add_option("action", a->action, "status | play-dead")->required();
+    sub->add_option("mode", a->mode, std::string("for play-dead: ") + modes);
+    sub->add_option("--timeout", a->timeout_ms, "milliseconds to wait for the answer")
+        ->check(CLI::Range(1, 600000));
+    return [a, sub](Io& io) { return sub->parsed() ? SocketMain(*a, io) : -1; };
+  };
+}
+
 const std::vector<Command>& Commands() {
   static const std::vector<Command> kCommands = {
       {"node", "talk to one storage node: stat, ping, play-dead MODE",
@@ -235,6 +305,13 @@ const std::vector<Command>& Commands() {
          sub->add_flag("-q,--quiet", a->quiet, "no progress display");
          return [a, sub](Io& io) { return sub->parsed() ? ScrubMain(*a, io) : -1; };
        }},
+      {"fs", "a running cofferfs: status, play-dead off | eio | slow MS",
+       AddSocketCommand("fs", "a running cofferfs (its control socket): status, play-dead MODE",
+                        "off | eio | slow MS")},
+      {"pop3d", "a running coffer-pop3d: status, play-dead off | refuse | slow MS | stop",
+       AddSocketCommand("pop3d",
+                        "a running coffer-pop3d (its control socket): status, play-dead MODE",
+                        "off | refuse | slow MS | stop")},
   };
   return kCommands;
 }

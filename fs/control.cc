@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/control_socket.h"
 #include "common/error.h"
 
 namespace coffer::fs {
@@ -64,31 +65,7 @@ std::string HandleControlCommand(std::string_view line, PlayDead* state) {
 }
 
 std::string ControlRequest(const std::string& path, std::string_view request) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) ThrowErrno("socket");
-  sockaddr_un addr = Address(path);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    int e = errno;
-    ::close(fd);
-    ThrowErrno(e, "cannot connect to control socket " + path);
-  }
-  std::string req = std::string(request) + "\n";
-  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-    int e = errno;
-    ::close(fd);
-    ThrowErrno(e, "cannot send to control socket " + path);
-  }
-  std::string reply;
-  char buf[256];
-  while (reply.find('\n') == std::string::npos && reply.size() < 4096) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    reply.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  if (auto nl = reply.find('\n'); nl != std::string::npos) reply.resize(nl);
-  return reply;
+  return control::Request(path, request);
 }
 
 void ControlServer::Start(const std::string& path, PlayDead* state) {
