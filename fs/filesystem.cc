@@ -382,6 +382,15 @@ int Filesystem::CheckName(std::string_view name) const {
   return 0;
 }
 
+int Filesystem::DirForNewEntry(std::uint64_t parent, std::string_view name, Inode** dir) {
+  *dir = Find(parent);
+  if (!*dir) return ENOENT;
+  if (!(*dir)->dir) return ENOTDIR;
+  if (int e = CheckName(name)) return e;
+  if ((*dir)->dir->by_name.count(name)) return EEXIST;
+  return 0;
+}
+
 void Filesystem::DropLink(Inode* inode) {
   if (S_ISDIR(inode->mode)) {
     inode->nlink = 0;
@@ -688,11 +697,8 @@ int Filesystem::MkNod(std::uint64_t parent, std::string_view name, mode_t mode, 
   COFFER_LOCK;
   if (commit_error_) return EIO;
   if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode)) return EPERM;
-  Inode* dir = Find(parent);
-  if (!dir) return ENOENT;
-  if (!dir->dir) return ENOTDIR;
-  if (int e = CheckName(name)) return e;
-  if (dir->dir->by_name.count(name)) return EEXIST;
+  Inode* dir = nullptr;
+  if (int e = DirForNewEntry(parent, name, &dir)) return e;
   Inode* inode = NewInode((mode & S_IFMT) | (mode & 07777), ctx, dir);
   inode->rdev = static_cast<std::uint32_t>(rdev);
   PutEntry(dir, name, inode->ino);
@@ -706,11 +712,8 @@ int Filesystem::MkDir(std::uint64_t parent, std::string_view name, mode_t mode,
                       const Context& ctx, struct stat* out) {
   COFFER_LOCK;
   if (commit_error_) return EIO;
-  Inode* dir = Find(parent);
-  if (!dir) return ENOENT;
-  if (!dir->dir) return ENOTDIR;
-  if (int e = CheckName(name)) return e;
-  if (dir->dir->by_name.count(name)) return EEXIST;
+  Inode* dir = nullptr;
+  if (int e = DirForNewEntry(parent, name, &dir)) return e;
   Inode* inode = NewInode(S_IFDIR | (mode & 07777), ctx, dir);
   PutEntry(dir, name, inode->ino);
   ++dir->nlink;
@@ -766,13 +769,10 @@ int Filesystem::Symlink(std::string_view target, std::uint64_t parent, std::stri
                         const Context& ctx, struct stat* out) {
   COFFER_LOCK;
   if (commit_error_) return EIO;
-  Inode* dir = Find(parent);
-  if (!dir) return ENOENT;
-  if (!dir->dir) return ENOTDIR;
-  if (int e = CheckName(name)) return e;
   if (target.empty()) return ENOENT;
   if (target.size() > kSymlinkMax) return ENAMETOOLONG;
-  if (dir->dir->by_name.count(name)) return EEXIST;
+  Inode* dir = nullptr;
+  if (int e = DirForNewEntry(parent, name, &dir)) return e;
   Inode* inode = NewInode(S_IFLNK | 0777, ctx, dir);
   inode->mode = S_IFLNK | 0777;  // no setgid inheritance for symlinks
   inode->symlink = std::string(target);
@@ -888,11 +888,8 @@ int Filesystem::Create(std::uint64_t parent, std::string_view name, mode_t mode,
                        const Context& ctx, struct stat* out, std::uint64_t* fh) {
   COFFER_LOCK;
   if (commit_error_) return EIO;
-  Inode* dir = Find(parent);
-  if (!dir) return ENOENT;
-  if (!dir->dir) return ENOTDIR;
-  if (int e = CheckName(name)) return e;
-  if (dir->dir->by_name.count(name)) return EEXIST;
+  Inode* dir = nullptr;
+  if (int e = DirForNewEntry(parent, name, &dir)) return e;
   Inode* inode = NewInode(S_IFREG | (mode & 07777), ctx, dir);
   PutEntry(dir, name, inode->ino);
   TouchDir(dir, inode->ctime);

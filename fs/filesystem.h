@@ -163,6 +163,9 @@ class Filesystem {
   void RemoveEntry(Inode* dir, std::string_view name);
   Inode* NewInode(mode_t mode, const Context& ctx, Inode* parent);
   int CheckName(std::string_view name) const;
+  // The directory `parent` where `name` is to be created, or the errno a local filesystem gives
+  // (ENOENT, ENOTDIR, ENAMETOOLONG/EINVAL for the name, EEXIST). Caller holds mu_.
+  int DirForNewEntry(std::uint64_t parent, std::string_view name, Inode** dir);
   void DropLink(Inode* inode);
   void MaybeFree(Inode* inode);
   std::string LoadChunk(const crypto::ObjectId& id);

@@ -12,6 +12,7 @@
 #include "common/fd.h"
 #include "common/keyfile.h"
 #include "ctl/ctl.h"
+#include "tests/ctl/run_ctl.h"
 #include "replicator/transport.h"
 #include "tests/replicator/test_util.h"
 
@@ -21,17 +22,8 @@ namespace {
 using namespace std::chrono_literals;
 namespace rep = coffer::replicator;
 
-struct Result {
-  int rc;
-  std::string out, err;
-};
-
-Result RunCtl(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  Io io{out, err, false};
-  int rc = Run(args, io);
-  return {rc, out.str(), err.str()};
-}
+using testing::Result;
+using testing::RunCtl;
 
 class CtlNetTest : public ::testing::Test {
  protected:
@@ -46,16 +38,9 @@ class CtlNetTest : public ::testing::Test {
         << "replicas = 3\nwrite_quorum = 2\nadmin_timeout_ms = 1500\n";
     for (int i = 0; i < 3; ++i) {
       std::string name = "n" + std::to_string(i + 1);
-      auto keys = rep::GenerateKeyPair();
-      rep::WriteKeyPair(dir_.path() + "/" + name, keys);
+      rep::CurveKeyPair keys;
+      auto s = testutil::NodeProcess::MakeSetup(dir_.path(), name, &keys);
       node_keys_.push_back(keys);
-      testutil::NodeProcess::Setup s;
-      s.node_id = name;
-      s.dir = dir_.path() + "/" + name;
-      s.port = testutil::FreePort();
-      s.secret_key_file = dir_.path() + "/" + name + ".key_secret";
-      s.allowed_keys_file = dir_.path() + "/allowed";
-      s.admin_key_file = dir_.path() + "/admin.key";
       nodes_.push_back(std::make_unique<testutil::NodeProcess>(s));
       nodes_.back()->Start();
       cfg << "\n[[node]]\nid = \"" << name << "\"\nendpoint = \"" << nodes_.back()->endpoint()

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "ctl/ctl.h"
+#include "tests/ctl/run_ctl.h"
 #include "tests/support/subprocess.h"
 
 namespace coffer::ctl {
@@ -57,17 +58,8 @@ class FakeControl {
   std::thread thread_;
 };
 
-struct Result {
-  int rc;
-  std::string out, err;
-};
-
-Result RunCtl(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  Io io{out, err, false};
-  int rc = Run(args, io);
-  return {rc, out.str(), err.str()};
-}
+using testing::Result;
+using testing::RunCtl;
 
 TEST(CtlSocketTest, TranslatesPlayDeadForEachProgram) {
   coffer::testing::TempDir dir;

@@ -1,5 +1,6 @@
 // Unit tests of cofferctl's command line (no network): help, usage errors and their exit codes.
 #include "ctl/ctl.h"
+#include "tests/ctl/run_ctl.h"
 
 #include <gtest/gtest.h>
 
@@ -8,17 +9,8 @@
 namespace coffer::ctl {
 namespace {
 
-struct Result {
-  int rc;
-  std::string out, err;
-};
-
-Result RunCtl(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  Io io{out, err, false};
-  int rc = Run(args, io);
-  return {rc, out.str(), err.str()};
-}
+using testing::Result;
+using testing::RunCtl;
 
 TEST(CtlTest, HelpListsEveryCommand) {
   auto r = RunCtl({"--help"});

@@ -61,16 +61,9 @@ class ClusterTest : public ::testing::Test {
   void AddNodeProcess() {
     std::size_t i = nodes_.size();
     std::string name = "n" + std::to_string(i + 1);
-    CurveKeyPair keys = GenerateKeyPair();
-    WriteKeyPair(dir_.path() + "/" + name, keys);
+    CurveKeyPair keys;
+    auto s = testutil::NodeProcess::MakeSetup(dir_.path(), name, &keys);
     node_keys_.push_back(keys);
-    testutil::NodeProcess::Setup s;
-    s.node_id = name;
-    s.dir = dir_.path() + "/" + name;
-    s.port = testutil::FreePort();
-    s.secret_key_file = dir_.path() + "/" + name + ".key_secret";
-    s.allowed_keys_file = dir_.path() + "/allowed";
-    s.admin_key_file = dir_.path() + "/admin.key";
     nodes_.push_back(std::make_unique<testutil::NodeProcess>(s));
   }
 

@@ -52,6 +52,20 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
+NodeProcess::Setup NodeProcess::MakeSetup(const std::string& root, const std::string& name,
+                                          replicator::CurveKeyPair* keys) {
+  *keys = replicator::GenerateKeyPair();
+  replicator::WriteKeyPair(root + "/" + name, *keys);
+  Setup s;
+  s.node_id = name;
+  s.dir = root + "/" + name;
+  s.port = FreePort();
+  s.secret_key_file = root + "/" + name + ".key_secret";
+  s.allowed_keys_file = root + "/allowed";
+  s.admin_key_file = root + "/admin.key";
+  return s;
+}
+
 std::string NodeBinary() {
   const char* p = std::getenv("COFFER_NODE");
   if (!p) throw std::runtime_error("COFFER_NODE is not set (run through meson test)");

@@ -41,6 +41,11 @@ class NodeProcess {
     std::string log_level = "info";
     std::vector<std::string> extra_args;
   };
+  // The usual layout under `root`: keys root/NAME.key_secret (written here, with a fresh pair
+  // returned through `keys`), data in root/NAME, root/allowed and root/admin.key as allow list
+  // and admin key, a free port.
+  static Setup MakeSetup(const std::string& root, const std::string& name,
+                         replicator::CurveKeyPair* keys);
   explicit NodeProcess(Setup setup) : setup_(std::move(setup)) {}
   ~NodeProcess() { Kill(); }
   NodeProcess(const NodeProcess&) = delete;
