@@ -9,18 +9,11 @@
 #include <vector>
 
 #include "replicator/curve.h"
+#include "tests/support/subprocess.h"
 
 namespace coffer::testutil {
 
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = coffer::testing::TempDir;
 
 // A 16-byte id made from `n` (distinct n, distinct ids).
 std::string Id(int n);
