@@ -1,27 +1,48 @@
 #!/usr/bin/env python3
 """cofferfs benchmark: Maildir delivery and POP3-style retrieval, plus postmark, on a plain
-directory, gocryptfs, securefs and cofferfs, all measured in the same run; prints messages/s,
-MB/s and the ratios of cofferfs to each baseline.
+directory, gocryptfs, securefs, local-only cofferfs and cofferfs on three storage nodes (R=3,
+W=2 over loopback), all measured in the same run; then the rebuild of a box from the nodes.
+Prints messages/s, MB/s and the ratios of each cofferfs to each baseline.
 
   fs_bench.py [--messages N] [--sizes 4096,65536,2097152] [--cofferfs PATH] [--keytool PATH]
+              [--node PATH] [--ctl PATH] [--targets plain,gocryptfs,...]
+              [--rebuild-messages 50000] [--jobs 8]
 
 Delivery (per message): create tmp/<unique>, write, fsync, close, link() into new/, unlink the
-tmp name (Postfix and qmail style), single process. Retrieval (per message, as a POP3 server
-after a session): list new/, read the whole file, rename into cur/ with ":2,S", then unlink.
+tmp name (Postfix and qmail style), single process. "deliver xJ": the same with J threads
+delivering at once (an MTA runs many delivery agents; cofferfs groups their commits and round
+trips). Retrieval (per message, as a POP3 server after a session): list new/, read the whole
+file, rename into cur/ with ":2,S", then unlink.
+
+cofferfs-r3 runs three coffer-node processes on 127.0.0.1 (free ports, CURVE keys made with
+coffer-keytool curve-keygen, as scripts/demo.sh does), started and stopped by PID, and mounts
+with -o replicator=FILE (R=3, W=2). Rebuild: J threads deliver --rebuild-messages messages of
+--rebuild-size bytes through a replicated mount, which is then unmounted; a new mount with an
+EMPTY state directory, the same key and node list is timed until it is up, until new/ lists
+every message, and until every message has been read back (content fetched lazily from the
+nodes) and checked byte for byte.
+
 Needs root, /dev/fuse, gocryptfs, securefs and postmark (scripts/setup.sh installs them); a
-baseline whose tool is missing is reported as n/a.
+baseline whose tool is missing is reported as n/a. coffer-node and cofferctl are looked for next
+to cofferfs in the build tree (BUILD/replicator, BUILD/ctl) unless --node/--ctl say otherwise.
 """
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fs"))
 from cofferfs_mount import Mount  # noqa: E402
+import cofferfs_mount  # noqa: E402
+
+BASELINES = ("plain", "gocryptfs", "securefs")
+COFFERS = ("cofferfs", "cofferfs-r3")
 
 
 def wait_mount(path, timeout=20):
@@ -33,24 +54,190 @@ def wait_mount(path, timeout=20):
     raise RuntimeError("no mount at " + path)
 
 
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Cluster:
+    """Three coffer-node processes on 127.0.0.1 with CURVE keys and an allow list, and the
+    replicator config (R=3, W=2) that a cofferfs mount uses to reach them. Stopped by PID."""
+
+    def __init__(self, work, node_bin, keytool, ctl, count=3):
+        self.dir = work
+        self.node_bin, self.keytool, self.ctl, self.count = node_bin, keytool, ctl, count
+        self.procs = []
+        self.replicator_toml = os.path.join(work, "replicator.toml")
+
+    def start(self):
+        keys = os.path.join(self.dir, "keys")
+        os.makedirs(keys, mode=0o700)
+        names = ["n%d" % (i + 1) for i in range(self.count)]
+        for who in names + ["box", "admin"]:
+            subprocess.run([self.keytool, "curve-keygen", "--out", os.path.join(keys, who)],
+                           check=True, stdout=subprocess.DEVNULL)
+        allowed = os.path.join(keys, "allowed_boxes")
+        shutil.copyfile(os.path.join(keys, "box.key"), allowed)
+        ports = free_ports(self.count)
+        rep = ["box_id = 1", 'secret_key_file = "%s"' % os.path.join(keys, "box.key_secret"),
+               "replicas = 3", "write_quorum = 2"]
+        try:
+            for name, port in zip(names, ports):
+                data = os.path.join(self.dir, name)
+                conf = os.path.join(self.dir, name + ".toml")
+                with open(conf, "w") as f:
+                    f.write('node_id = "%s"\ndata_dir = "%s"\nlisten = ["tcp://127.0.0.1:%d"]\n'
+                            'secret_key_file = "%s"\nallowed_keys_file = "%s"\n'
+                            'admin_key_file = "%s"\n'
+                            % (name, data, port, os.path.join(keys, name + ".key_secret"),
+                               allowed, os.path.join(keys, "admin.key")))
+                log = open(os.path.join(self.dir, name + ".log"), "ab")
+                self.procs.append(subprocess.Popen([self.node_bin, "--config", conf],
+                                                   stdout=log, stderr=log))
+                log.close()
+                rep += ["", "[[node]]", 'id = "%s"' % name,
+                        'endpoint = "tcp://127.0.0.1:%d"' % port,
+                        'public_key_file = "%s"' % os.path.join(keys, name + ".key")]
+            with open(self.replicator_toml, "w") as f:
+                f.write("\n".join(rep) + "\n")
+            for name, port, proc in zip(names, ports, self.procs):
+                self._wait_up(name, port, proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_up(self, name, port, proc, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("coffer-node %s exited with %d (log %s)"
+                                   % (name, proc.returncode, os.path.join(self.dir, name + ".log")))
+            if self.ctl:
+                ok = subprocess.run([self.ctl, "node", name, "ping", "--config",
+                                     self.replicator_toml, "--timeout", "500"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    timeout=10).returncode == 0
+            else:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    ok = True
+                except OSError:
+                    ok = False
+            if ok:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("coffer-node %s did not answer within %ds" % (name, timeout))
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = []
+
+    def disk_mb(self):
+        total = 0
+        for root, _, files in os.walk(self.dir):
+            for f in files:
+                try:
+                    total += os.stat(os.path.join(root, f)).st_blocks * 512
+                except OSError:
+                    pass
+        return total / 1e6
+
+
 class Target:
     def __init__(self, name, setup, teardown):
         self.name, self.setup, self.teardown = name, setup, teardown
 
 
-def deliver(root, size, n):
+def payload_for(i, size, filler):
+    return (b"Received: bench\nSubject: message %d\n\n" % i + filler)[:size]
+
+
+def deliver_one(root, name, data, use_link=True):
+    tmp = os.path.join(root, "tmp", name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    final = os.path.join(root, "new", name + ",S=%d" % len(data))
+    if use_link:
+        os.link(tmp, final)
+        os.unlink(tmp)
+    else:
+        os.rename(tmp, final)
+
+
+def make_maildir(root):
     for sub in ("tmp", "new", "cur"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
+
+
+def deliver(root, size, n):
+    make_maildir(root)
     payload = (b"Received: bench\nSubject: x\n\n" + os.urandom(size // 2).hex().encode())[:size]
     t0 = time.perf_counter()
     for i in range(n):
-        tmp = os.path.join(root, "tmp", "%d.M%dP%d.bench" % (1700000000 + i, i, os.getpid()))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, payload)
-        os.fsync(fd)
-        os.close(fd)
-        os.link(tmp, os.path.join(root, "new", os.path.basename(tmp) + ",S=%d" % size))
-        os.unlink(tmp)
+        deliver_one(root, "%d.M%dP%d.bench" % (1700000000 + i, i, os.getpid()), payload)
+    return time.perf_counter() - t0
+
+
+def run_threads(jobs, work):
+    """Runs work(j) in `jobs` threads (file system calls release the GIL); re-raises the
+    first failure."""
+    errors = []
+
+    def body(j):
+        try:
+            work(j)
+        except BaseException as e:  # noqa: B902 - reported to the caller
+            errors.append(e)
+
+    threads = [threading.Thread(target=body, args=(j,)) for j in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def deliver_parallel(root, size, n, jobs, use_link=True, filler=None, progress=False):
+    """Delivers messages 0..n-1 (payload_for(i)) with `jobs` threads; returns seconds."""
+    make_maildir(root)
+    filler = filler or os.urandom(size).hex().encode()
+    done = [0]
+    lock = threading.Lock()
+
+    def work(j):
+        for i in range(j, n, jobs):
+            deliver_one(root, "%d.M%dP%dQ%d.bench" % (1700000000 + i, i, os.getpid(), j),
+                        payload_for(i, size, filler), use_link)
+            if progress:
+                with lock:
+                    done[0] += 1
+                    if done[0] % 5000 == 0:
+                        print("  ... %d of %d delivered (%.0f s)"
+                              % (done[0], n, time.perf_counter() - t0), flush=True)
+
+    t0 = time.perf_counter()
+    run_threads(jobs, work)
     return time.perf_counter() - t0
 
 
@@ -93,20 +280,204 @@ def postmark(root):
     return 1000 / (time.perf_counter() - t0)  # transactions/s (incl. create/delete phases)
 
 
+def bench_target(name, root, args, sizes):
+    r = {}
+    for size in sizes:
+        n = args.messages if size <= 65536 else max(10, args.messages // 10)
+        d = os.path.join(root, "Maildir-%d" % size)
+        dt = deliver(d, size, n)
+        rt = retrieve(d, size, n)
+        r[("deliver", size)] = (n / dt, n * size / dt / 1e6)
+        r[("retrieve", size)] = (n / rt, n * size / rt / 1e6)
+        print("%-12s %8d B: deliver %9.1f msg/s %8.2f MB/s | retrieve %9.1f msg/s %8.2f MB/s"
+              % (name, size, n / dt, n * size / dt / 1e6, n / rt, n * size / rt / 1e6),
+              flush=True)
+    if args.jobs > 1:
+        size, n = 4096, args.messages * 2
+        d = os.path.join(root, "Maildir-par")
+        dt = deliver_parallel(d, size, n, args.jobs)
+        rt = retrieve(d, size, n)
+        r[("deliver x%d" % args.jobs, size)] = (n / dt, n * size / dt / 1e6)
+        print("%-12s %8d B: deliver x%d %7.1f msg/s %8.2f MB/s"
+              % (name, size, args.jobs, n / dt, n * size / dt / 1e6), flush=True)
+    if not args.no_postmark:
+        pm = os.path.join(root, "postmark")
+        os.makedirs(pm)
+        try:
+            r[("postmark", 0)] = (postmark(pm), 0)
+            print("%-12s postmark: %.1f transactions/s" % (name, r[("postmark", 0)][0]),
+                  flush=True)
+        except (OSError, subprocess.SubprocessError) as e:
+            print("%-12s postmark n/a (%s)" % (name, e))
+    return r
+
+
+def print_tables(results, jobs):
+    names = [t for t in BASELINES + COFFERS if t in results]
+    keys = []
+    for t in names:
+        for k in results[t]:
+            if k not in keys:
+                keys.append(k)
+
+    def label(k):
+        return "%s %s" % (k[0], k[1] if k[1] else "")
+
+    print("\nabsolute (msg/s, MB/s; postmark: transactions/s)")
+    print("%-20s" % "phase" + "".join("%22s" % t for t in names))
+    for k in keys:
+        row = "%-20s" % label(k)
+        for t in names:
+            v = results[t].get(k)
+            row += "%22s" % ("n/a" if not v else
+                             ("%.1f" % v[0] if k[0] == "postmark" else
+                              "%.1f / %.2f" % (v[0], v[1])))
+        print(row)
+
+    pairs = [(c, b) for c in COFFERS if c in results
+             for b in BASELINES + ("cofferfs",) if b in results and b != c
+             and not (c == "cofferfs" and b == "cofferfs-r3")]
+    if not pairs:
+        return
+    print("\nratios (row target's rate / baseline's rate, the same for msg/s and MB/s; "
+          "> 1 means faster than the baseline)")
+    short = {"cofferfs": "local", "cofferfs-r3": "r3", "plain": "plain",
+             "gocryptfs": "gocryptfs", "securefs": "securefs"}
+    print("%-20s" % "phase" + "".join("%18s" % ("%s/%s" % (short[c], short[b]))
+                                      for c, b in pairs))
+    for k in keys:
+        row = "%-20s" % label(k)
+        for c, b in pairs:
+            cv, bv = results[c].get(k), results[b].get(k)
+            row += "%18s" % ("%.3f" % (cv[0] / bv[0]) if cv and bv and bv[0] else "n/a")
+        print(row)
+
+
+def rebuild_bench(args, work):
+    """Fills a box through a replicated mount, then times the rebuild of a new box (empty
+    state directory) from the nodes and the lazy read-back of every message."""
+    n, size, jobs = args.rebuild_messages, args.rebuild_size, args.jobs
+    base = os.path.join(work, "rebuild")
+    os.makedirs(base)
+    cluster = Cluster(os.path.join(base, "nodes"), args.node, args.keytool, args.ctl)
+    os.makedirs(cluster.dir)
+    cluster.start()
+    key = os.path.join(base, "key")
+    cofferfs_mount.make_key(key)
+    opts = "replicator=" + cluster.replicator_toml
+    if args.cofferfs_options:
+        opts += "," + args.cofferfs_options
+    filler = os.urandom(size).hex().encode()
+    out = {}
+    try:
+        print("\nrebuild: %d messages of %d B through cofferfs-r3 with %d writers"
+              % (n, size, jobs), flush=True)
+        first = Mount(os.path.join(base, "state1"), os.path.join(base, "mnt1"), key, opts)
+        first.start(timeout=60)
+        try:
+            box = os.path.join(first.mnt, "user", "Maildir")
+            dt = deliver_parallel(box, size, n, jobs, use_link=False, filler=filler,
+                                  progress=True)
+        finally:
+            rc = first.stop(timeout=300)
+        out["fill"] = (n / dt, n * size / dt / 1e6, dt)
+        print("fill:    %.1f msg/s, %.2f MB/s (%.1f s; rename delivery, %d threads); "
+              "unmount rc %s; nodes hold %.0f MB on disk"
+              % (n / dt, n * size / dt / 1e6, dt, jobs, rc, cluster.disk_mb()), flush=True)
+
+        state2 = os.path.join(base, "state2")
+        os.makedirs(state2)  # empty: the new box has only the key and the node list
+        second = Mount(state2, os.path.join(base, "mnt2"), key, opts)
+        t0 = time.perf_counter()
+        second.start(timeout=args.rebuild_timeout)
+        try:
+            t_mount = time.perf_counter() - t0
+            new = os.path.join(second.mnt, "user", "Maildir", "new")
+            count = -1
+            deadline = time.perf_counter() + args.rebuild_timeout
+            while time.perf_counter() < deadline:
+                try:
+                    count = len(os.listdir(new))
+                except FileNotFoundError:
+                    count = -1
+                if count == n:
+                    break
+                time.sleep(0.1)
+            t_list = time.perf_counter() - t0
+            if count != n:
+                raise RuntimeError("after %.0f s new/ lists %d of %d messages"
+                                   % (t_list, count, n))
+            out["mount"] = t_mount
+            out["list"] = (n / t_list, t_list)
+            print("rebuild: mount up after %.2f s, new/ lists all %d after %.2f s (%.1f msg/s)"
+                  % (t_mount, n, t_list, n / t_list), flush=True)
+            progress = [ln for ln in second.read_log().splitlines() if "rebuil" in ln.lower()]
+            for ln in progress[-3:]:
+                print("  log: " + ln.strip())
+
+            names = sorted(os.listdir(new))
+            bad = []
+
+            def read_part(j):
+                for name in names[j::jobs]:
+                    i = int(name.split(".M", 1)[1].split("P", 1)[0])
+                    with open(os.path.join(new, name), "rb") as f:
+                        if f.read() != payload_for(i, size, filler):
+                            bad.append(name)
+
+            t1 = time.perf_counter()
+            run_threads(jobs, read_part)
+            t_read = time.perf_counter() - t1
+            if bad:
+                raise RuntimeError("%d messages read back wrong, e.g. %s" % (len(bad), bad[0]))
+            out["read"] = (n / t_read, n * size / t_read / 1e6, t_read)
+            print("read:    all %d messages back in %.1f s: %.1f msg/s, %.2f MB/s "
+                  "(%d readers, content fetched lazily, every byte checked)"
+                  % (n, t_read, n / t_read, n * size / t_read / 1e6, jobs), flush=True)
+        finally:
+            second.stop(timeout=300)
+    finally:
+        cluster.stop()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=200)
     ap.add_argument("--sizes", default="4096,65536,2097152")
+    ap.add_argument("--jobs", type=int, default=8,
+                    help="threads for the parallel delivery and the rebuild (1: no parallel "
+                         "delivery phase)")
     ap.add_argument("--cofferfs", default=os.environ.get("COFFERFS", "cofferfs"))
     ap.add_argument("--keytool", default=os.environ.get("COFFER_KEYTOOL", "coffer-keytool"))
+    ap.add_argument("--node", default=os.environ.get("COFFER_NODE", ""),
+                    help="coffer-node binary (default: next to cofferfs in the build tree)")
+    ap.add_argument("--ctl", default=os.environ.get("COFFERCTL", ""),
+                    help="cofferctl binary (default: next to cofferfs in the build tree)")
     ap.add_argument("--cofferfs-options", default="",
-                    help="extra -o options for the cofferfs mount (e.g. async)")
+                    help="extra -o options for the cofferfs mounts (e.g. async)")
+    ap.add_argument("--targets", default=",".join(BASELINES + COFFERS),
+                    help="comma-separated subset of " + ",".join(BASELINES + COFFERS))
+    ap.add_argument("--no-postmark", action="store_true")
+    ap.add_argument("--rebuild-messages", type=int, default=50000,
+                    help="messages for the rebuild measurement (0: skip it)")
+    ap.add_argument("--rebuild-size", type=int, default=4096)
+    ap.add_argument("--rebuild-timeout", type=int, default=3600)
     args = ap.parse_args()
+
+    build = os.path.dirname(os.path.dirname(os.path.abspath(args.cofferfs)))
+    if not args.node:
+        guess = os.path.join(build, "replicator", "coffer-node")
+        args.node = guess if os.access(guess, os.X_OK) else (shutil.which("coffer-node") or "")
+    if not args.ctl:
+        guess = os.path.join(build, "ctl", "cofferctl")
+        args.ctl = guess if os.access(guess, os.X_OK) else (shutil.which("cofferctl") or "")
     os.environ["COFFERFS"], os.environ["COFFER_KEYTOOL"] = args.cofferfs, args.keytool
-    import cofferfs_mount
     cofferfs_mount.COFFERFS, cofferfs_mount.KEYTOOL = args.cofferfs, args.keytool
     sizes = [int(s) for s in args.sizes.split(",")]
+    wanted = args.targets.split(",")
     work = tempfile.mkdtemp(prefix="fs-bench-")
+    os.chmod(work, 0o755)
     pw = os.path.join(work, "pass")
     with open(pw, "w") as f:
         f.write("bench-passphrase\n")
@@ -138,13 +509,39 @@ def main():
         wait_mount(m)
         return m
 
-    def coffer_up():
-        key = os.path.join(work, "key")
-        cofferfs_mount.make_key(key)
-        m = Mount(os.path.join(work, "coffer-state"), os.path.join(work, "coffer"), key,
-                  args.cofferfs_options).start()
-        state["coffer"] = m
-        return m.mnt
+    def coffer_up(name, replicated):
+        def up():
+            key = os.path.join(work, name + ".key")
+            cofferfs_mount.make_key(key)
+            opts = args.cofferfs_options
+            if replicated:
+                if not args.node:
+                    raise RuntimeError("coffer-node not found (--node)")
+                nodes = os.path.join(work, name + "-nodes")
+                os.makedirs(nodes)
+                state[name + "-cluster"] = Cluster(nodes, args.node, args.keytool,
+                                                   args.ctl).start()
+                rep = "replicator=" + state[name + "-cluster"].replicator_toml
+                opts = rep + ("," + opts if opts else "")
+            try:
+                m = Mount(os.path.join(work, name + "-state"), os.path.join(work, name), key,
+                          opts).start(timeout=60)
+            except BaseException:
+                if replicated:
+                    state.pop(name + "-cluster").stop()
+                raise
+            state[name] = m
+            return m.mnt
+        return up
+
+    def coffer_down(name):
+        def down(_):
+            try:
+                state.pop(name).stop(timeout=120)
+            finally:
+                if name + "-cluster" in state:
+                    state.pop(name + "-cluster").stop()
+        return down
 
     def fuse_down(path):
         subprocess.run(["fusermount3", "-u", path], stderr=subprocess.DEVNULL)
@@ -153,59 +550,52 @@ def main():
         Target("plain", plain_up, lambda p: None),
         Target("gocryptfs", goc_up, fuse_down),
         Target("securefs", sec_up, fuse_down),
-        Target("cofferfs", coffer_up, lambda p: state["coffer"].stop()),
+        Target("cofferfs", coffer_up("cofferfs", False), coffer_down("cofferfs")),
+        Target("cofferfs-r3", coffer_up("cofferfs-r3", True), coffer_down("cofferfs-r3")),
     ]
+    print("fs_bench: %d messages per size (2 MB: a tenth), sizes %s, %d threads for the "
+          "parallel phases; cofferfs-r3 = 3 coffer-nodes on loopback, R=3 W=2"
+          % (args.messages, args.sizes, args.jobs), flush=True)
     results = {}
+    rebuild = None
     try:
         for t in targets:
+            if t.name not in wanted:
+                continue
             try:
                 root = t.setup()
             except (OSError, subprocess.CalledProcessError, RuntimeError) as e:
-                print("%-10s n/a (%s)" % (t.name, e), flush=True)
+                print("%-12s n/a (%s)" % (t.name, e), flush=True)
                 continue
             try:
-                r = {}
-                for size in sizes:
-                    n = args.messages if size <= 65536 else max(10, args.messages // 10)
-                    d = os.path.join(root, "Maildir-%d" % size)
-                    dt = deliver(d, size, n)
-                    rt = retrieve(d, size, n)
-                    r[("deliver", size)] = (n / dt, n * size / dt / 1e6)
-                    r[("retrieve", size)] = (n / rt, n * size / rt / 1e6)
-                    print("%-10s %-8s %8d B: %9.1f msg/s %8.2f MB/s | retrieve %9.1f msg/s "
-                          "%8.2f MB/s" % (t.name, "deliver", size, n / dt, n * size / dt / 1e6,
-                                          n / rt, n * size / rt / 1e6), flush=True)
-                pm = os.path.join(root, "postmark")
-                os.makedirs(pm)
-                try:
-                    r[("postmark", 0)] = (postmark(pm), 0)
-                    print("%-10s postmark: %.1f transactions/s" % (t.name, r[("postmark", 0)][0]),
-                          flush=True)
-                except (OSError, subprocess.SubprocessError) as e:
-                    print("%-10s postmark n/a (%s)" % (t.name, e))
-                results[t.name] = r
+                results[t.name] = bench_target(t.name, root, args, sizes)
             finally:
                 t.teardown(root)
+        if args.rebuild_messages > 0:
+            if args.node:
+                try:
+                    rebuild = rebuild_bench(args, work)
+                except (OSError, subprocess.SubprocessError, RuntimeError) as e:
+                    print("rebuild failed: %s" % e, flush=True)
+                    rebuild = False
+            else:
+                print("rebuild n/a (coffer-node not found)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    if "cofferfs" not in results:
+    print_tables(results, args.jobs)
+    if rebuild:
+        n = args.rebuild_messages
+        print("\nrebuild of a box from the nodes (%d messages of %d B, %d threads)"
+              % (n, args.rebuild_size, args.jobs))
+        print("  fill through cofferfs-r3   %9.1f msg/s  %7.2f MB/s  %8.1f s" % rebuild["fill"])
+        print("  mount up (empty state)     %31.2f s" % rebuild["mount"])
+        print("  new/ lists all messages    %9.1f msg/s  %16.2f s" % rebuild["list"])
+        print("  read all back (lazy fetch) %9.1f msg/s  %7.2f MB/s  %8.1f s" % rebuild["read"])
+    if not any(c in results for c in COFFERS) and not rebuild:
         print("cofferfs did not run")
         return 1
-    print("\nratios cofferfs / baseline (messages/s; > 1 means cofferfs is faster)")
-    keys = [k for k in results["cofferfs"]]
-    header = "%-20s" % "phase" + "".join("%12s" % b for b in results if b != "cofferfs")
-    print(header)
-    for k in keys:
-        label = "%s %s" % (k[0], k[1] if k[1] else "")
-        row = "%-20s" % label
-        for b in results:
-            if b == "cofferfs":
-                continue
-            base = results[b].get(k)
-            row += "%12s" % ("%.2f" % (results["cofferfs"][k][0] / base[0]) if base else "n/a")
-        print(row)
-    return 0
+    return 1 if rebuild is False else 0
 
 
 if __name__ == "__main__":
