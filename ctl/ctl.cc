@@ -3,8 +3,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <map>
 #include <iomanip>
 #include <iostream>
 #include <optional>
@@ -263,6 +271,180 @@ int SocketMain(const SocketArgs& a, Io& io) {
   return kExitOk;
 }
 
+// ---- status|verify STATE_DIR|MOUNTPOINT -----------------------------------------------------
+// A running cofferfs answers on STATE_DIR/control.sock; a mount point leads to its STATE_DIR
+// through /proc/self/mountinfo (cofferfs mounts with fsname=STATE_DIR, type fuse.cofferfs).
+
+struct FsArgs {
+  std::string target;  // STATE_DIR or MOUNTPOINT
+  std::string socket;  // --socket: a control socket elsewhere
+  int timeout_ms = 10000;
+};
+
+std::string Unescape(const std::string& s) {  // mountinfo's \040 and friends
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() + 0 && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string ResolveControlSocket(const FsArgs& a) {
+  if (!a.socket.empty()) return a.socket;
+  struct stat st{};
+  if (::stat((a.target + "/control.sock").c_str(), &st) == 0) return a.target + "/control.sock";
+  char* real = ::realpath(a.target.c_str(), nullptr);
+  std::string target = real ? real : a.target;
+  std::free(real);
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    std::string word;
+    while (fields >> word) f.push_back(word);
+    auto dash = std::find(f.begin(), f.end(), "-");
+    if (f.size() < 5 || dash == f.end() || dash + 2 >= f.end()) continue;
+    if (Unescape(f[4]) != target || *(dash + 1) != "fuse.cofferfs") continue;
+    return Unescape(*(dash + 2)) + "/control.sock";
+  }
+  throw Error(ENOENT, a.target + " is neither a cofferfs state directory with a running "
+                      "cofferfs (no control.sock) nor a cofferfs mount point");
+}
+
+std::map<std::string, std::string> ParseFields(const std::string& answer,
+                                               std::string* rest = nullptr) {
+  std::map<std::string, std::string> out;
+  std::string head = answer;
+  if (auto bar = answer.find(" | "); bar != std::string::npos) {
+    head = answer.substr(0, bar);
+    if (rest) *rest = answer.substr(bar + 3);
+  }
+  if (auto le = head.find(" last_error="); le != std::string::npos) {
+    out["last_error"] = head.substr(le + 12);
+    head.resize(le);
+  }
+  std::istringstream words(head);
+  std::string w;
+  while (words >> w) {
+    auto eq = w.find('=');
+    if (eq != std::string::npos) out[w.substr(0, eq)] = w.substr(eq + 1);
+  }
+  return out;
+}
+
+int FsRequest(const FsArgs& a, const std::string& line, Io& io, std::string* answer) {
+  try {
+    *answer = control::Request(ResolveControlSocket(a), line, a.timeout_ms);
+  } catch (const Error& e) {
+    io.err << "cofferctl: " << e.what() << "\n";
+    return e.err() == EACCES ? kExitNoPerm : kExitUnavailable;
+  }
+  if (answer->rfind("ok", 0) != 0) {
+    io.err << "cofferctl: cofferfs answered: " << *answer << "\n";
+    return kExitDataErr;
+  }
+  return kExitOk;
+}
+
+std::string HumanBytes(const std::string& bytes) {
+  double b = std::strtod(bytes.c_str(), nullptr);
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(u == 0 ? 0 : 1) << b << " " << units[u];
+  return o.str();
+}
+
+int StatusMain(const FsArgs& a, Io& io) {
+  std::string answer;
+  if (int rc = FsRequest(a, "status", io, &answer)) return rc;
+  auto f = ParseFields(answer);
+  io.out << "play-dead   " << f["mode"] << "\n";
+  if (f["replicated"] != "yes") {
+    io.out << "storage     local only (no storage nodes)\n";
+  } else {
+    io.out << "state       " << f["state"] << (f["state"] == "healthy" ? "" : "  (changes not yet on W nodes)") << "\n";
+    io.out << "nodes       " << f["nodes_up"] << " of " << f["nodes"] << " up, R=" << f["R"]
+           << " W=" << f["W"] << ", degraded=" << f["degraded"] << "\n";
+    for (const auto& [k, v] : f) {
+      if (k.rfind("node.", 0) != 0) continue;
+      std::string state = v, latency;
+      if (auto slash = v.find('/'); slash != std::string::npos) {
+        state = v.substr(0, slash);
+        latency = v.substr(slash + 1);
+      }
+      io.out << "  " << std::left << std::setw(10) << k.substr(5) << state
+             << (latency.empty() ? "" : "  " + latency) << "\n";
+    }
+    io.out << "outbox      " << f["outbox"] << " objects, oldest " << f["outbox_age_s"] << " s\n";
+    io.out << "cache       " << HumanBytes(f["cache_bytes"]) << " in " << f["cached_chunks"]
+           << " chunks, limit "
+           << (f["cache_limit"] == "0" ? std::string("none") : HumanBytes(f["cache_limit"]))
+           << "; " << f["evicted"] << " evicted, " << f["fetched"] << " fetched\n";
+    io.out << "under-replicated " << f["under_replicated"] << " objects\n";
+    if (f["last_scrub_unix"] == "0" || f["last_scrub_unix"].empty()) {
+      io.out << "last scrub  never" << (f["scrubbing"] == "yes" ? " (running)" : "") << "\n";
+    } else {
+      std::time_t t = static_cast<std::time_t>(std::stoll(f["last_scrub_unix"]));
+      std::tm tm{};
+      ::gmtime_r(&t, &tm);
+      io.out << "last scrub  " << std::put_time(&tm, "%Y-%m-%d %H:%M:%S UTC") << ": checked "
+             << f["scrub_checked"] << ", repaired " << f["scrub_repaired"] << ", collected "
+             << f["scrub_collected"] << ", unreachable " << f["scrub_unreachable"]
+             << ", unrecoverable " << f["scrub_unrecoverable"] << "\n";
+    }
+    if (!f["last_error"].empty()) io.out << "last error  " << f["last_error"] << "\n";
+  }
+  io.out << answer << "\n";
+  return kExitOk;
+}
+
+int VerifyMain(const FsArgs& a, Io& io) {
+  std::string answer;
+  if (int rc = FsRequest(a, "verify", io, &answer)) return rc;
+  std::string problems;
+  auto f = ParseFields(answer, &problems);
+  io.out << "objects " << f["objects"] << ": " << f["ok"] << " ok, " << f["pending"]
+         << " pending in the outbox, " << f["missing"] << " missing, " << f["stale"]
+         << " stale, " << f["corrupt"] << " differing, " << f["under_quorum"]
+         << " on fewer than W nodes; " << f["extra"] << " records only on the nodes; "
+         << f["nodes_answered"] << " nodes answered\n";
+  while (!problems.empty()) {
+    auto bar = problems.find(" | ");
+    io.out << "  " << problems.substr(0, bar) << "\n";
+    problems = bar == std::string::npos ? "" : problems.substr(bar + 3);
+  }
+  io.out << (f["clean"] == "yes" ? "the tree matches the storage nodes\n"
+                                 : "MISMATCH between the tree and the storage nodes\n");
+  return f["clean"] == "yes" ? kExitOk : 1;
+}
+
+std::function<std::function<int(Io&)>(CLI::App&)> AddFsCommand(const char* name,
+                                                               const char* help,
+                                                               int (*main)(const FsArgs&, Io&),
+                                                               int timeout_ms) {
+  return [=](CLI::App& app) -> std::function<int(Io&)> {
+    auto a = std::make_shared<FsArgs>();
+    a->timeout_ms = timeout_ms;
+    auto* sub = app.add_subcommand(name, help);
+    sub->add_option("target", a->target, "the cofferfs STATE_DIR or its mount point")->required();
+    sub->add_option("--socket", a->socket, "the control socket, if not STATE_DIR/control.sock");
+    sub->add_option("--timeout", a->timeout_ms, "milliseconds to wait for the answer")
+        ->check(CLI::Range(1, 3600000));
+    return [a, sub, main](Io& io) { return sub->parsed() ? main(*a, io) : -1; };
+  };
+}
+
 std::function<std::function<int(Io&)>(CLI::App&)> AddSocketCommand(const char* program,
                                                                    const char* help,
                                                                    const char* modes) {
@@ -305,6 +487,16 @@ const std::vector<Command>& Commands() {
          sub->add_flag("-q,--quiet", a->quiet, "no progress display");
          return [a, sub](Io& io) { return sub->parsed() ? ScrubMain(*a, io) : -1; };
        }},
+      {"status", "a running cofferfs: nodes, outbox, cache, under-replicated objects, last scrub",
+       AddFsCommand("status",
+                    "a running cofferfs (STATE_DIR or MOUNTPOINT): nodes up/down with latency, "
+                    "outbox depth and age, cache use, under-replicated objects, last scrub",
+                    StatusMain, 10000)},
+      {"verify", "compare a cofferfs tree (names, versions, content digests) with the nodes",
+       AddFsCommand("verify",
+                    "compare the tree of a running cofferfs (STATE_DIR or MOUNTPOINT) with what "
+                    "the storage nodes hold; exit 1 on any difference",
+                    VerifyMain, 600000)},
       {"fs", "a running cofferfs: status, play-dead off | eio | slow MS",
        AddSocketCommand("fs", "a running cofferfs (its control socket): status, play-dead MODE",
                         "off | eio | slow MS")},

@@ -68,9 +68,10 @@ std::string ControlRequest(const std::string& path, std::string_view request) {
   return control::Request(path, request);
 }
 
-void ControlServer::Start(const std::string& path, PlayDead* state) {
+void ControlServer::Start(const std::string& path, PlayDead* state, Extra extra) {
   path_ = path;
   state_ = state;
+  extra_ = std::move(extra);
   sockaddr_un addr = Address(path);
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) ThrowErrno("socket");
@@ -121,8 +122,18 @@ void ControlServer::Loop() {
     }
     if (auto nl = line.find('\n'); nl != std::string::npos) {
       line.resize(nl);
-      std::string reply = HandleControlCommand(line, state_) + "\n";
-      spdlog::warn("control: '{}' -> {}", line, reply.substr(0, reply.size() - 1));
+      std::optional<std::string> handled;
+      try {
+        if (extra_) handled = extra_(line);
+      } catch (const std::exception& e) {
+        handled = std::string("err ") + e.what();
+      }
+      std::string reply = (handled ? *handled : HandleControlCommand(line, state_)) + "\n";
+      if (line == "status") {
+        spdlog::debug("control: '{}' -> {}", line, reply.substr(0, reply.size() - 1));
+      } else {
+        spdlog::warn("control: '{}' -> {}", line, reply.substr(0, reply.size() - 1));
+      }
       [[maybe_unused]] ssize_t n = ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
     }
     ::close(fd);

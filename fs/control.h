@@ -7,10 +7,15 @@
 //   eio               -> "ok mode=eio"         every operation (but forget/release) fails with EIO
 //   slow <ms>         -> "ok mode=slow delay_ms=<ms>"  every operation first sleeps <ms> (<= 60000)
 //   anything else     -> "err <reason>"
+// cofferfs adds, through the `extra` handler (fs/main.cc): `status` also carries the store's
+// "key=value" fields (nodes, outbox, cache, scrub), `verify` compares the tree with the nodes,
+// `scrub` runs a scrub now.
 // The socket is created 0600 (root only by default): only the admin may make the mount fail.
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -40,14 +45,17 @@ class ControlServer {
   ~ControlServer() { Stop(); }
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
+  // Answers a request line before the play-dead commands; nullopt: not handled.
+  using Extra = std::function<std::optional<std::string>(std::string_view line)>;
   // Binds `path` (replacing a stale socket file) and starts serving. Throws coffer::Error.
-  void Start(const std::string& path, PlayDead* state);
+  void Start(const std::string& path, PlayDead* state, Extra extra = {});
   void Stop();
 
  private:
   void Loop();
   std::string path_;
   PlayDead* state_ = nullptr;
+  Extra extra_;
   int listen_fd_ = -1;
   int wake_fd_[2] = {-1, -1};
   std::thread thread_;

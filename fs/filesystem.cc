@@ -37,13 +37,6 @@ std::uint64_t FromBigEndian64(std::string_view s) {
   return v;
 }
 
-crypto::ObjectId InodeObjectId(std::uint64_t ino) {
-  crypto::ObjectId id{};
-  std::string be = BigEndian64(ino);
-  std::memcpy(id.data(), be.data(), 8);
-  return id;
-}
-
 crypto::ObjectId IdFromBytes(std::string_view bytes) {
   crypto::ObjectId id{};
   if (bytes.size() == id.size()) std::memcpy(id.data(), bytes.data(), id.size());
@@ -85,6 +78,7 @@ struct Filesystem::Dir {
   struct Slot {
     std::uint64_t ino;
     std::uint64_t cookie;
+    std::uint64_t hlc = 0;  // version of the entry (verify)
   };
   std::map<std::string, Slot, std::less<>> by_name;
   // Readdir offsets: each entry keeps the cookie it got when its name appeared (a rename over an
@@ -116,6 +110,23 @@ struct Filesystem::Inode {
   std::unique_ptr<Dir> dir;
 };
 
+// How to take back one namespace change whose batch the nodes did not take (degraded=fail).
+struct Filesystem::Undo {
+  enum Kind {
+    kUnname,   // a name `dir/name -> ino` was added: remove it again
+    kRename,   // `ino` moved from `from_dir/from_name` to `dir/name`, replacing `replaced`
+    kRelink,   // the name `dir/name -> ino` was removed: give it back
+  };
+  Kind kind;
+  std::uint64_t seq;
+  std::uint64_t dir;
+  std::string name;
+  std::uint64_t ino;
+  std::uint64_t from_dir = 0;
+  std::string from_name;
+  std::uint64_t replaced = 0;
+};
+
 Filesystem::Filesystem(std::unique_ptr<Store> store, crypto::Keyring keys, std::string fingerprint,
                        Options options)
     : store_(std::move(store)),
@@ -125,6 +136,7 @@ Filesystem::Filesystem(std::unique_ptr<Store> store, crypto::Keyring keys, std::
   const crypto::DerivedKeys* first = keys_.Find(1);
   if (first == nullptr) first = keys_.Find(keys_.current_epoch());
   name_key_ = &first->name.bytes();
+  remote_ = store_->remote();
   Load();
 }
 
@@ -139,6 +151,7 @@ Filesystem::~Filesystem() {
 void Filesystem::Start() {
   std::lock_guard lock(mu_);
   if (committer_.joinable()) return;
+  store_->Start();
   committer_ = std::thread([this] { CommitLoop(); });
 }
 
@@ -156,6 +169,8 @@ void Filesystem::Shutdown() {
   while (!commit_error_ && (!dirty_inodes_.empty() || !dirty_entries_.empty() ||
                             !pending_chunks_.empty() || !deleted_chunks_.empty()))
     CommitOnce(lock);
+  lock.unlock();
+  store_->Stop();
 }
 
 // ---- Loading and initialisation ----
@@ -163,6 +178,10 @@ void Filesystem::Shutdown() {
 void Filesystem::Load() {
   auto meta_sealed = store_->Get(Table::kMeta, "meta");
   auto stored_fpr = store_->Get(Table::kMeta, "fingerprint");
+  if (!meta_sealed && remote_ && RebuildFromNodes(remote_)) {
+    meta_sealed = store_->Get(Table::kMeta, "meta");
+    stored_fpr = store_->Get(Table::kMeta, "fingerprint");
+  }
   if (!meta_sealed) {
     bool empty = true;
     store_->Scan(Table::kInodes, [&](std::string_view, std::string_view) { empty = false; });
@@ -184,12 +203,13 @@ void Filesystem::Load() {
   chunk_size_ = meta.chunk_size() ? meta.chunk_size() : (64 << 10);
   if (auto n = store_->Get(Table::kMeta, "next_ino"); n && n->size() == 8)
     next_ino_ = FromBigEndian64(*n);
+  if (auto h = store_->Get(Table::kMeta, "hlc"); h && h->size() == 8)
+    hlc_ = FromBigEndian64(*h);  // the newest version the nodes held at a rebuild
 
   store_->Scan(Table::kInodes, [&](std::string_view key, std::string_view value) {
     if (key.size() != 8) throw Error(EBADMSG, "malformed inode key in store");
     std::uint64_t ino = FromBigEndian64(key);
-    auto plain =
-        crypto::Open(keys_, crypto::ObjectKind::kInodeRecord, InodeObjectId(ino), value);
+    auto plain = crypto::Open(keys_, crypto::ObjectKind::kInodeRecord, InodeId(ino), value);
     proto::InodeRecord rec;
     if (!plain || !rec.ParseFromString(*plain) || rec.ino() != ino)
       throw Error(EBADMSG, "inode record " + std::to_string(ino) + " fails authentication");
@@ -230,7 +250,7 @@ void Filesystem::Load() {
     }
     Dir& d = *dir->dir;
     std::uint64_t cookie = d.next_cookie++;
-    d.by_name[rec.name()] = Dir::Slot{rec.child(), cookie};
+    d.by_name[rec.name()] = Dir::Slot{rec.child(), cookie, rec.version().hlc()};
     d.by_cookie[cookie] = rec.name();
     hlc_ = std::max(hlc_, rec.version().hlc());
   });
@@ -261,8 +281,9 @@ void Filesystem::Initialise() {
   meta.set_chunk_size(chunk_size_);
   std::string sealed = crypto::Seal(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{},
                                     keys_.current_epoch(), meta.SerializeAsString());
-  store_->Commit({Mutation{Table::kMeta, "meta", sealed},
-                  Mutation{Table::kMeta, "fingerprint", fingerprint_}});
+  // The store meta is object 0 on the nodes (version 1: written once, never replaced).
+  store_->Commit({Mutation{Table::kMeta, "meta", sealed, RemoteRef{crypto::ObjectId{}, 1, box_id_}},
+                  Mutation{Table::kMeta, "fingerprint", fingerprint_, std::nullopt}});
   auto root = std::make_unique<Inode>();
   root->ino = kRootIno;
   root->mode = S_IFDIR | 0755;
@@ -276,6 +297,8 @@ void Filesystem::Initialise() {
   Touch(r);
   CommitOnce(lock);
   if (commit_error_) throw Error(commit_error_, "cannot initialise the store");
+  if (unreplicated_seqs_.count(committed_seq_))
+    spdlog::warn("the new store is not yet on enough storage nodes; it is held in the outbox");
   spdlog::info("initialised a new store, box id {:016x}", box_id_);
 }
 
@@ -288,9 +311,13 @@ Filesystem::Inode* Filesystem::Find(std::uint64_t ino) {
 
 std::int64_t Filesystem::Now() const { return WallNs(); }
 
-void Filesystem::Touch(Inode* inode) {
+std::uint64_t Filesystem::Tick() {
   hlc_ = std::max<std::uint64_t>(hlc_ + 1, static_cast<std::uint64_t>(WallNs()));
-  inode->hlc = hlc_;
+  return hlc_;
+}
+
+void Filesystem::Touch(Inode* inode) {
+  inode->hlc = Tick();
   inode->version_box = box_id_;
   dirty_inodes_.insert(inode->ino);
 }
@@ -319,10 +346,49 @@ void Filesystem::Stat(const Inode& inode, struct stat* out) const {
   out->st_ctim = ToTimespec(inode.ctime);
 }
 
+// Object ids on the nodes. Inode records and directory entries carry a keyed tag in their last
+// 8 bytes, so that a box rebuilding from the nodes tells records from chunks (random ids) by id
+// alone, without fetching them; to the nodes all ids look random. A directory entry's id is a
+// keyed hash of (parent, name): names never leave the box.
+namespace {
+constexpr std::string_view kInodeTag = "coffer inode id v1";
+constexpr std::string_view kDirentTag = "coffer dirent id v1";
+}  // namespace
+
+crypto::ObjectId Filesystem::InodeId(std::uint64_t ino) const {
+  crypto::ObjectId id{};
+  std::string be = BigEndian64(ino);
+  std::string tag = crypto::primitives::HmacSha256(name_key_->view(), kInodeTag, be);
+  std::memcpy(id.data(), be.data(), 8);
+  std::memcpy(id.data() + 8, tag.data(), 8);
+  return id;
+}
+
+crypto::ObjectId Filesystem::DirentId(std::uint64_t parent, std::string_view name) const {
+  crypto::ObjectId id{};
+  std::string mac = crypto::primitives::HmacSha256(name_key_->view(), BigEndian64(parent), name);
+  std::string tag =
+      crypto::primitives::HmacSha256(name_key_->view(), kDirentTag, mac.substr(0, 8));
+  std::memcpy(id.data(), mac.data(), 8);
+  std::memcpy(id.data() + 8, tag.data(), 8);
+  return id;
+}
+
+Filesystem::IdClass Filesystem::Classify(const crypto::ObjectId& id) const {
+  if (IsZero(id)) return IdClass::kMeta;
+  std::string_view head(reinterpret_cast<const char*>(id.data()), 8);
+  std::string_view tail(reinterpret_cast<const char*>(id.data()) + 8, 8);
+  std::string t = crypto::primitives::HmacSha256(name_key_->view(), kInodeTag, head);
+  if (crypto::primitives::ConstantTimeEqual(std::string_view(t).substr(0, 8), tail))
+    return IdClass::kInode;
+  t = crypto::primitives::HmacSha256(name_key_->view(), kDirentTag, head);
+  if (crypto::primitives::ConstantTimeEqual(std::string_view(t).substr(0, 8), tail))
+    return IdClass::kDirent;
+  return IdClass::kChunk;
+}
+
 std::string Filesystem::DirentKey(std::uint64_t parent, std::string_view name) const {
-  std::string be = BigEndian64(parent);
-  std::string mac = crypto::primitives::HmacSha256(name_key_->view(), be, name);
-  return be + mac.substr(0, crypto::kObjectIdSize);
+  return BigEndian64(parent) + std::string(IdBytes(DirentId(parent, name)));
 }
 
 void Filesystem::PutEntry(Inode* dir, std::string_view name, std::uint64_t child) {
@@ -332,17 +398,18 @@ void Filesystem::PutEntry(Inode* dir, std::string_view name, std::uint64_t child
     it->second.ino = child;
   } else {
     std::uint64_t cookie = d.next_cookie++;
-    d.by_name.emplace(std::string(name), Dir::Slot{child, cookie});
+    it = d.by_name.emplace(std::string(name), Dir::Slot{child, cookie}).first;
     d.by_cookie.emplace(cookie, std::string(name));
   }
-  hlc_ = std::max<std::uint64_t>(hlc_ + 1, static_cast<std::uint64_t>(WallNs()));
+  Tick();
+  it->second.hlc = hlc_;
   proto::DirEntry rec;
   rec.set_parent(dir->ino);
   rec.set_name(std::string(name));
   rec.set_child(child);
   rec.mutable_version()->set_hlc(hlc_);
   rec.mutable_version()->set_box_id(box_id_);
-  dirty_entries_[DirentKey(dir->ino, name)] = rec.SerializeAsString();
+  dirty_entries_[DirentKey(dir->ino, name)] = DirtyEntry{rec.SerializeAsString(), hlc_};
 }
 
 void Filesystem::RemoveEntry(Inode* dir, std::string_view name) {
@@ -351,7 +418,7 @@ void Filesystem::RemoveEntry(Inode* dir, std::string_view name) {
   if (it == d.by_name.end()) return;
   d.by_cookie.erase(it->second.cookie);
   d.by_name.erase(it);
-  dirty_entries_[DirentKey(dir->ino, name)] = std::nullopt;
+  dirty_entries_[DirentKey(dir->ino, name)] = DirtyEntry{std::nullopt, Tick()};
 }
 
 Filesystem::Inode* Filesystem::NewInode(mode_t mode, const Context& ctx, Inode* parent) {
@@ -402,7 +469,8 @@ void Filesystem::DropLink(Inode* inode) {
 }
 
 void Filesystem::MaybeFree(Inode* inode) {
-  if (inode->nlink != 0 || inode->opens != 0 || inode->lookups != 0 || inode->ino == kRootIno)
+  if (inode->nlink != 0 || inode->opens != 0 || inode->lookups != 0 || inode->ino == kRootIno ||
+      pinned_.count(inode->ino))
     return;
   for (const auto& id : inode->chunks)
     if (!IsZero(id)) DeleteChunk(id);
@@ -415,9 +483,10 @@ void Filesystem::DeleteChunk(const crypto::ObjectId& id) {
   if (it != pending_chunks_.end()) {
     pending_bytes_ -= std::min(pending_bytes_, it->second.size());
     pending_chunks_.erase(it);
+    chunk_hlc_.erase(id);
     return;
   }
-  deleted_chunks_.insert(id);
+  deleted_chunks_[id] = Tick();
 }
 
 std::string Filesystem::LoadChunk(const crypto::ObjectId& id) {
@@ -455,6 +524,7 @@ void Filesystem::SealChunk(Inode* inode, std::uint64_t index) {
         crypto::Seal(keys_, crypto::ObjectKind::kChunk, id, keys_.current_epoch(), it->second);
     pending_bytes_ += sealed.size();
     pending_chunks_.emplace(id, std::move(sealed));
+    chunk_hlc_[id] = Tick();
   }
   inode->chunks[index] = id;
   if (!IsZero(old)) DeleteChunk(old);
@@ -492,7 +562,8 @@ Batch Filesystem::TakeBatch() {
     std::string key = BigEndian64(ino);
     Inode* inode = Find(ino);
     if (!inode) {
-      batch.push_back(Mutation{Table::kInodes, std::move(key), std::nullopt});
+      batch.push_back(Mutation{Table::kInodes, std::move(key), std::nullopt,
+                               RemoteRef{InodeId(ino), Tick(), box_id_}});
       continue;
     }
     proto::InodeRecord rec;
@@ -513,24 +584,29 @@ Batch Filesystem::TakeBatch() {
     rec.mutable_version()->set_box_id(inode->version_box);
     for (const auto& id : inode->chunks)
       rec.add_chunks(IsZero(id) ? std::string() : std::string(IdBytes(id)));
+    const crypto::ObjectId id = InodeId(ino);
     batch.push_back(Mutation{Table::kInodes, std::move(key),
-                             crypto::Seal(keys_, crypto::ObjectKind::kInodeRecord,
-                                          InodeObjectId(ino), epoch, rec.SerializeAsString())});
+                             crypto::Seal(keys_, crypto::ObjectKind::kInodeRecord, id, epoch,
+                                          rec.SerializeAsString()),
+                             RemoteRef{id, inode->hlc, inode->version_box}});
   }
-  for (auto& [key, value] : dirty_entries_) {
-    if (value) {
+  for (auto& [key, change] : dirty_entries_) {
+    const crypto::ObjectId id = IdFromBytes(std::string_view(key).substr(8));
+    RemoteRef ref{id, change.hlc, box_id_};
+    if (change.value) {
       batch.push_back(Mutation{Table::kDirents, key,
-                               crypto::Seal(keys_, crypto::ObjectKind::kDirEntry,
-                                            IdFromBytes(std::string_view(key).substr(8)), epoch,
-                                            *value)});
+                               crypto::Seal(keys_, crypto::ObjectKind::kDirEntry, id, epoch,
+                                            *change.value),
+                               ref});
     } else {
-      batch.push_back(Mutation{Table::kDirents, key, std::nullopt});
+      batch.push_back(Mutation{Table::kDirents, key, std::nullopt, ref});
     }
   }
-  for (const auto& id : deleted_chunks_)
-    batch.push_back(Mutation{Table::kChunks, std::string(IdBytes(id)), std::nullopt});
+  for (const auto& [id, hlc] : deleted_chunks_)
+    batch.push_back(Mutation{Table::kChunks, std::string(IdBytes(id)), std::nullopt,
+                             RemoteRef{id, hlc, box_id_}});
   if (!dirty_inodes_.empty())
-    batch.push_back(Mutation{Table::kMeta, "next_ino", BigEndian64(next_ino_)});
+    batch.push_back(Mutation{Table::kMeta, "next_ino", BigEndian64(next_ino_), std::nullopt});
   dirty_inodes_.clear();
   dirty_entries_.clear();
   deleted_chunks_.clear();
@@ -545,10 +621,13 @@ void Filesystem::CommitOnce(std::unique_lock<std::mutex>& lock) {
   auto chunks = std::make_shared<std::map<crypto::ObjectId, std::string>>(
       std::move(pending_chunks_));
   pending_chunks_.clear();
+  std::map<crypto::ObjectId, std::uint64_t> chunk_hlc;
+  chunk_hlc.swap(chunk_hlc_);
   pending_bytes_ = 0;
   committing_chunks_ = chunks;
   lock.unlock();
   int err = 0;
+  CommitResult result;
   if (!batch.empty() || !chunks->empty()) {
     try {
       batch.reserve(batch.size() + chunks->size());
@@ -556,9 +635,10 @@ void Filesystem::CommitOnce(std::unique_lock<std::mutex>& lock) {
       Batch all;
       all.reserve(batch.size() + chunks->size());
       for (const auto& [id, sealed] : *chunks)
-        all.push_back(Mutation{Table::kChunks, std::string(IdBytes(id)), sealed});
+        all.push_back(Mutation{Table::kChunks, std::string(IdBytes(id)), sealed,
+                               RemoteRef{id, chunk_hlc[id], box_id_}});
       for (auto& m : batch) all.push_back(std::move(m));
-      store_->Commit(all);
+      result = store_->Commit(all);
     } catch (const Error& e) {
       err = e.err() ? e.err() : EIO;
       spdlog::error("commit failed, the filesystem now refuses writes: {}", e.what());
@@ -574,8 +654,138 @@ void Filesystem::CommitOnce(std::unique_lock<std::mutex>& lock) {
     commit_error_ = err;
   } else {
     committed_seq_ = seq;
+    if (result.replicated) {
+      ReleaseUndo(seq);
+    } else if (options_.degraded_queue) {
+      ReleaseUndo(seq);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_degraded_log_ > std::chrono::seconds(10)) {
+        last_degraded_log_ = now;
+        spdlog::warn("DEGRADED (degraded=queue): changes accepted on this box only, held in the "
+                     "outbox until W storage nodes take them: {}",
+                     result.error);
+      }
+    } else {
+      unreplicated_seqs_.insert(seq);
+      while (unreplicated_seqs_.size() > 4096) unreplicated_seqs_.erase(unreplicated_seqs_.begin());
+      // Roll back this batch's namespace changes, newest first; the rollback is itself a change
+      // (newer versions) that goes to the nodes with the next batch.
+      std::size_t undone = 0;
+      for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
+        if (it->seq != seq) continue;
+        ApplyUndo(*it);
+        ++undone;
+      }
+      ReleaseUndo(seq);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_degraded_log_ > std::chrono::seconds(10)) {
+        last_degraded_log_ = now;
+        spdlog::warn("DEGRADED: a change could not be made durable on W storage nodes; its "
+                     "operations fail with {} ({} namespace changes rolled back) so that mail is "
+                     "deferred: {}",
+                     std::strerror(kNotDurableErrno), undone, result.error);
+      }
+    }
   }
   durable_cv_.notify_all();
+}
+
+// ---- Rollback (degraded=fail) ----
+
+bool Filesystem::Undoable() const {
+  return remote_ != nullptr && !options_.degraded_queue && options_.sync_namespace;
+}
+
+void Filesystem::AddUndo(Undo undo) {
+  if (!Undoable()) return;
+  undo.seq = open_seq_;
+  if (undo.kind == Undo::kRelink) pinned_.insert(undo.ino);
+  if (undo.replaced) pinned_.insert(undo.replaced);
+  undo_.push_back(std::move(undo));
+}
+
+void Filesystem::ReleaseUndo(std::uint64_t through_seq) {
+  std::vector<std::uint64_t> unpinned;
+  auto keep = std::remove_if(undo_.begin(), undo_.end(), [&](const Undo& u) {
+    if (u.seq > through_seq) return false;
+    if (u.kind == Undo::kRelink) unpinned.push_back(u.ino);
+    if (u.replaced) unpinned.push_back(u.replaced);
+    return true;
+  });
+  undo_.erase(keep, undo_.end());
+  for (std::uint64_t ino : unpinned) {
+    if (auto it = pinned_.find(ino); it != pinned_.end()) pinned_.erase(it);
+    if (Inode* inode = Find(ino)) MaybeFree(inode);
+  }
+}
+
+void Filesystem::ApplyUndo(const Undo& u) {
+  const std::int64_t now = Now();
+  Inode* dir = Find(u.dir);
+  Inode* child = Find(u.ino);
+  if (!dir || !dir->dir) return;
+  auto named = [&](Inode* d, std::string_view name) -> std::uint64_t {
+    auto it = d->dir->by_name.find(name);
+    return it == d->dir->by_name.end() ? 0 : it->second.ino;
+  };
+  switch (u.kind) {
+    case Undo::kUnname: {
+      if (named(dir, u.name) != u.ino) return;  // changed since: leave it
+      if (child && child->dir && !child->dir->by_name.empty()) return;
+      RemoveEntry(dir, u.name);
+      TouchDir(dir, now);
+      if (child) {
+        if (child->dir && dir->nlink > 2) --dir->nlink;
+        DropLink(child);
+        MaybeFree(child);
+      }
+      return;
+    }
+    case Undo::kRelink: {
+      if (!child || named(dir, u.name) != 0 || child->dir) return;
+      PutEntry(dir, u.name, u.ino);
+      ++child->nlink;
+      child->ctime = now;
+      Touch(child);
+      TouchDir(dir, now);
+      return;
+    }
+    case Undo::kRename: {
+      Inode* from = Find(u.from_dir);
+      if (!child || !from || !from->dir || named(dir, u.name) != u.ino ||
+          named(from, u.from_name) != 0)
+        return;
+      PutEntry(from, u.from_name, u.ino);
+      Inode* replaced = u.replaced ? Find(u.replaced) : nullptr;
+      if (replaced && !replaced->dir) {
+        PutEntry(dir, u.name, u.replaced);
+        ++replaced->nlink;
+        replaced->ctime = now;
+        Touch(replaced);
+      } else {
+        RemoveEntry(dir, u.name);
+      }
+      if (child->dir && from != dir) {
+        if (dir->nlink > 2) --dir->nlink;
+        ++from->nlink;
+        child->parent = from->ino;
+      }
+      child->ctime = now;
+      Touch(child);
+      TouchDir(dir, now);
+      if (from != dir) TouchDir(from, now);
+      return;
+    }
+  }
+}
+
+int Filesystem::FailedEntry(int err, std::uint64_t ino) {
+  if (err == 0) return 0;
+  if (Inode* inode = Find(ino)) {
+    if (inode->lookups > 0) --inode->lookups;
+    MaybeFree(inode);
+  }
+  return err;
 }
 
 void Filesystem::CommitLoop() {
@@ -597,7 +807,7 @@ void Filesystem::CommitLoop() {
   }
 }
 
-int Filesystem::WaitDurable(std::unique_lock<std::mutex>& lock) {
+int Filesystem::WaitDurable(std::unique_lock<std::mutex>& lock, bool local_only) {
   if (commit_error_) return EIO;
   const std::uint64_t target = open_seq_;
   if (!committer_.joinable()) {
@@ -607,11 +817,14 @@ int Filesystem::WaitDurable(std::unique_lock<std::mutex>& lock) {
     commit_cv_.notify_one();
     durable_cv_.wait(lock, [&] { return committed_seq_ >= target || commit_error_ != 0; });
   }
-  return commit_error_ ? EIO : 0;
+  if (commit_error_) return EIO;
+  if (!local_only && unreplicated_seqs_.count(target)) return kNotDurableErrno;
+  return 0;
 }
 
-int Filesystem::MaybeWaitNamespace(std::unique_lock<std::mutex>& lock) {
-  return options_.sync_namespace ? WaitDurable(lock) : 0;
+int Filesystem::MaybeWaitNamespace(std::unique_lock<std::mutex>& lock, bool nodes) {
+  if (!options_.sync_namespace) return 0;
+  return WaitDurable(lock, /*local_only=*/!nodes);
 }
 
 // ---- Operations ----
@@ -705,7 +918,8 @@ int Filesystem::MkNod(std::uint64_t parent, std::string_view name, mode_t mode, 
   TouchDir(dir, inode->ctime);
   ++inode->lookups;
   Stat(*inode, out);
-  return MaybeWaitNamespace(lock);
+  const std::uint64_t ino = inode->ino;
+  return FailedEntry(MaybeWaitNamespace(lock, /*nodes=*/false), ino);
 }
 
 int Filesystem::MkDir(std::uint64_t parent, std::string_view name, mode_t mode,
@@ -720,7 +934,9 @@ int Filesystem::MkDir(std::uint64_t parent, std::string_view name, mode_t mode,
   TouchDir(dir, inode->ctime);
   ++inode->lookups;
   Stat(*inode, out);
-  return MaybeWaitNamespace(lock);
+  const std::uint64_t ino = inode->ino;
+  AddUndo(Undo{Undo::kUnname, 0, dir->ino, std::string(name), ino, 0, {}, 0});
+  return FailedEntry(MaybeWaitNamespace(lock), ino);
 }
 
 int Filesystem::Unlink(std::uint64_t parent, std::string_view name) {
@@ -734,6 +950,7 @@ int Filesystem::Unlink(std::uint64_t parent, std::string_view name) {
   if (it == dir->dir->by_name.end()) return ENOENT;
   Inode* child = Find(it->second.ino);
   if (child && child->dir) return EISDIR;
+  if (child) AddUndo(Undo{Undo::kRelink, 0, dir->ino, std::string(name), child->ino, 0, {}, 0});
   RemoveEntry(dir, name);
   TouchDir(dir, Now());
   if (child) {
@@ -781,7 +998,8 @@ int Filesystem::Symlink(std::string_view target, std::uint64_t parent, std::stri
   TouchDir(dir, inode->ctime);
   ++inode->lookups;
   Stat(*inode, out);
-  return MaybeWaitNamespace(lock);
+  const std::uint64_t ino = inode->ino;
+  return FailedEntry(MaybeWaitNamespace(lock, /*nodes=*/false), ino);
 }
 
 int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_t new_parent,
@@ -841,6 +1059,8 @@ int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_
     if (!src->dir && dst->dir) return EISDIR;
     if (dst->dir && !dst->dir->by_name.empty()) return ENOTEMPTY;
   }
+  AddUndo(Undo{Undo::kRename, 0, dst_dir->ino, std::string(new_name), src->ino, src_dir->ino,
+               std::string(name), dst && !dst->dir ? dst->ino : 0});
   if (dst) {
     if (dst->dir && dst_dir->nlink > 2) --dst_dir->nlink;
     DropLink(dst);
@@ -881,7 +1101,8 @@ int Filesystem::Link(std::uint64_t ino, std::uint64_t new_parent, std::string_vi
   TouchDir(dir, now);
   ++inode->lookups;
   Stat(*inode, out);
-  return MaybeWaitNamespace(lock);
+  AddUndo(Undo{Undo::kUnname, 0, dir->ino, std::string(new_name), ino, 0, {}, 0});
+  return FailedEntry(MaybeWaitNamespace(lock), ino);
 }
 
 int Filesystem::Create(std::uint64_t parent, std::string_view name, mode_t mode, int flags,
@@ -896,9 +1117,16 @@ int Filesystem::Create(std::uint64_t parent, std::string_view name, mode_t mode,
   ++inode->lookups;
   ++inode->opens;
   *fh = next_fh_++;
-  handles_[*fh] = {inode->ino, flags};
+  handles_[*fh] = Handle{inode->ino, flags};
   Stat(*inode, out);
-  return MaybeWaitNamespace(lock);
+  const std::uint64_t ino = inode->ino;
+  int rc = MaybeWaitNamespace(lock, /*nodes=*/false);
+  if (rc != 0) {
+    handles_.erase(*fh);
+    if (Inode* created = Find(ino); created && created->opens > 0) --created->opens;
+    return FailedEntry(rc, ino);
+  }
+  return 0;
 }
 
 int Filesystem::Open(std::uint64_t ino, int flags, std::uint64_t* fh) {
@@ -909,7 +1137,7 @@ int Filesystem::Open(std::uint64_t ino, int flags, std::uint64_t* fh) {
   if (S_ISLNK(inode->mode)) return ELOOP;
   ++inode->opens;
   *fh = next_fh_++;
-  handles_[*fh] = {ino, flags};
+  handles_[*fh] = Handle{ino, flags};
   return 0;
 }
 
@@ -952,8 +1180,8 @@ int Filesystem::Write(std::uint64_t ino, std::uint64_t fh, std::uint64_t offset,
   Inode* inode = Find(ino);
   if (!inode) return ENOENT;
   if (!S_ISREG(inode->mode)) return EINVAL;
-  if (auto h = handles_.find(fh); h != handles_.end() && (h->second.second & O_APPEND))
-    offset = inode->size;
+  auto handle = handles_.find(fh);
+  if (handle != handles_.end() && (handle->second.flags & O_APPEND)) offset = inode->size;
   if (data.empty()) return 0;
   const std::uint64_t end = offset + data.size();
   if (end > kMaxFileSize || end < offset) return EFBIG;
@@ -977,16 +1205,25 @@ int Filesystem::Write(std::uint64_t ino, std::uint64_t fh, std::uint64_t offset,
   for (std::uint64_t idx : full) SealChunk(inode, idx);
   if (inode->dirty.size() > 16) SealAll(inode);
   *written = data.size();
-  if (pending_bytes_ > options_.max_pending_bytes) return WaitDurable(lock);
+  if (handle != handles_.end()) handle->second.written = true;
+  if (pending_bytes_ > options_.max_pending_bytes) return WaitDurable(lock, /*local_only=*/true);
   return 0;
 }
 
-int Filesystem::Flush(std::uint64_t ino, std::uint64_t /*fh*/) {
+int Filesystem::Flush(std::uint64_t ino, std::uint64_t fh) {
   COFFER_LOCK;
   Inode* inode = Find(ino);
   if (!inode) return 0;
   SealAll(inode);
-  return commit_error_ ? EIO : 0;
+  if (commit_error_) return EIO;
+  // With storage nodes, close() of a written file is a durability point (DESIGN.md).
+  auto handle = handles_.find(fh);
+  if (remote_ == nullptr || handle == handles_.end() || !handle->second.written) return 0;
+  int rc = WaitDurable(lock);
+  if (rc == 0) {
+    if (auto h = handles_.find(fh); h != handles_.end()) h->second.written = false;
+  }
+  return rc;
 }
 
 int Filesystem::Release(std::uint64_t ino, std::uint64_t fh) {
@@ -1003,7 +1240,12 @@ int Filesystem::Release(std::uint64_t ino, std::uint64_t fh) {
 int Filesystem::Fsync(std::uint64_t ino, bool /*datasync*/) {
   COFFER_LOCK;
   if (Inode* inode = Find(ino)) SealAll(inode);
-  return WaitDurable(lock);
+  int rc = WaitDurable(lock);
+  if (rc == 0) {
+    for (auto& [fh, h] : handles_)
+      if (h.ino == ino) h.written = false;
+  }
+  return rc;
 }
 
 int Filesystem::OpenDir(std::uint64_t ino, std::uint64_t* fh) {
@@ -1058,6 +1300,239 @@ int Filesystem::StatFs(struct statvfs* out) {
   out->f_namemax = kNameMax;
   out->f_flag = 0;
   return 0;
+}
+
+// ---- Storage nodes: rebuild, verify, status ----
+
+bool Filesystem::RebuildFromNodes(Remote* remote) {
+  spdlog::info("the state directory holds no store: looking for one on the storage nodes");
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<crypto::ObjectId> records;
+  bool have_meta = false;
+  std::uint64_t max_hlc = 0, max_ino = 0, listed = 0, chunks = 0, tombstones = 0;
+  Remote::ListSummary summary = remote->ListAll([&](const Remote::Listed& e) {
+    ++listed;
+    max_hlc = std::max(max_hlc, e.hlc);
+    IdClass c = Classify(e.id);
+    if (c == IdClass::kInode) max_ino = std::max(max_ino, FromBigEndian64(IdBytes(e.id)));
+    if (e.tombstone) {
+      ++tombstones;
+      return;
+    }
+    switch (c) {
+      case IdClass::kMeta: have_meta = true; records.push_back(e.id); break;
+      case IdClass::kInode: case IdClass::kDirent: records.push_back(e.id); break;
+      case IdClass::kChunk: ++chunks; break;
+    }
+  });
+  spdlog::info("rebuild: {} of {} nodes listed: {} objects ({} records, {} chunks, {} tombstones)",
+               summary.answered, summary.nodes, listed, records.size(), chunks, tombstones);
+  // An acknowledged object is on W nodes: listing all but W-1 of them sees every one.
+  const std::size_t needed = summary.nodes - std::min(summary.nodes, summary.write_quorum) + 1;
+  if (!have_meta) {
+    if (summary.answered == summary.nodes && listed == 0) {
+      spdlog::info("the storage nodes hold no store: initialising a new one");
+      return false;
+    }
+    if (summary.answered < summary.nodes)
+      throw Error(EAGAIN, "the state directory is empty and only " +
+                              std::to_string(summary.answered) + " of " +
+                              std::to_string(summary.nodes) +
+                              " storage nodes answered: refusing to start a new store that could "
+                              "hide an existing one; try again when the nodes are up");
+    throw Error(EBADMSG, "the storage nodes hold objects but no store meta record (or one made "
+                         "with another key): refusing to start a new store over them");
+  }
+  if (summary.answered < needed)
+    throw Error(EAGAIN, "rebuild needs " + std::to_string(needed) + " of " +
+                            std::to_string(summary.nodes) + " storage nodes to see every "
+                            "acknowledged change, only " + std::to_string(summary.answered) +
+                            " answered");
+  // The store meta first: if no node has one this key opens, the store is another key's.
+  try {
+    remote->GetMany({crypto::ObjectId{}}, {});
+  } catch (const Error& e) {
+    if (summary.answered == summary.nodes)
+      throw Error(EACCES, "the store on the storage nodes was made with another key: no node "
+                          "holds a store meta record this key (" + fingerprint_ +
+                          ") authenticates");
+    throw;
+  }
+  auto fetched = remote->GetMany(records, [&](std::size_t done, std::size_t total) {
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+                            .count();
+    spdlog::info("rebuild: fetched {} of {} records ({:.1f} s)", done, total, secs);
+  });
+  Batch batch;
+  std::optional<std::string> meta_sealed;
+  std::uint64_t inodes = 0, entries = 0, dropped = 0;
+  auto flush = [&] {
+    if (batch.empty()) return;
+    store_->Commit(batch);
+    batch.clear();
+  };
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (!fetched[i]) continue;  // deleted meanwhile
+    const crypto::ObjectId& id = records[i];
+    const std::string& sealed = *fetched[i];
+    switch (Classify(id)) {
+      case IdClass::kMeta:
+        meta_sealed = sealed;
+        break;
+      case IdClass::kInode: {
+        auto plain = crypto::Open(keys_, crypto::ObjectKind::kInodeRecord, id, sealed);
+        proto::InodeRecord rec;
+        if (!plain || !rec.ParseFromString(*plain) || InodeId(rec.ino()) != id) {
+          ++dropped;
+          continue;
+        }
+        batch.push_back(Mutation{Table::kInodes, BigEndian64(rec.ino()), sealed, std::nullopt});
+        ++inodes;
+        break;
+      }
+      case IdClass::kDirent: {
+        auto plain = crypto::Open(keys_, crypto::ObjectKind::kDirEntry, id, sealed);
+        proto::DirEntry rec;
+        if (!plain || !rec.ParseFromString(*plain) || DirentId(rec.parent(), rec.name()) != id) {
+          ++dropped;
+          continue;
+        }
+        batch.push_back(Mutation{Table::kDirents, DirentKey(rec.parent(), rec.name()), sealed,
+                                 std::nullopt});
+        ++entries;
+        break;
+      }
+      case IdClass::kChunk:
+        break;
+    }
+    if (batch.size() >= 4096) flush();
+  }
+  if (!meta_sealed) throw Error(EAGAIN, "the store meta record could not be fetched");
+  auto meta_plain =
+      crypto::Open(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{}, *meta_sealed);
+  proto::StoreMeta meta;
+  if (!meta_plain) {
+    throw Error(EACCES, "the store on the storage nodes was made with another key (this key " +
+                            fingerprint_ + ")");
+  }
+  if (!meta.ParseFromString(*meta_plain)) throw Error(EBADMSG, "store meta record of an unknown format");
+  if (dropped) spdlog::warn("rebuild: {} records failed authentication and were left out", dropped);
+  // This box gets its own id (the tie-breaker of versions); the store meta on the nodes stays.
+  std::uint64_t new_box = 0;
+  crypto::primitives::RandomBytes(reinterpret_cast<unsigned char*>(&new_box), sizeof new_box);
+  const std::uint64_t old_box = meta.box_id();
+  meta.set_box_id(new_box);
+  batch.push_back(Mutation{Table::kMeta, "hlc", BigEndian64(max_hlc), std::nullopt});
+  batch.push_back(Mutation{Table::kMeta, "next_ino", BigEndian64(max_ino + 1), std::nullopt});
+  batch.push_back(Mutation{Table::kMeta, "fingerprint", fingerprint_, std::nullopt});
+  flush();
+  // The meta record last: a rebuild cut short leaves no meta, and the next mount starts over.
+  store_->Commit({Mutation{Table::kMeta, "meta",
+                           crypto::Seal(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{},
+                                        keys_.current_epoch(), meta.SerializeAsString()),
+                           std::nullopt}});
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  spdlog::info("rebuild: index rebuilt from the storage nodes in {:.1f} s: {} inodes, {} "
+               "directory entries; {} chunks stay on the nodes until read (box id {:016x} "
+               "replaces {:016x})",
+               secs, inodes, entries, chunks, new_box, old_box);
+  return true;
+}
+
+VerifyReport Filesystem::Verify() {
+  VerifyReport report;
+  if (!remote_) throw Error(ENOTSUP, "verify needs storage nodes (this mount is local only)");
+  struct Expect {
+    std::uint64_t hlc;
+    bool chunk;
+    std::string what;
+  };
+  std::map<crypto::ObjectId, Expect> expected;
+  {
+    std::unique_lock lock(mu_);
+    // Commit what is pending so that the comparison is with a settled tree.
+    for (auto& [ino, inode] : inodes_) SealAll(inode.get());
+    WaitDurable(lock, /*local_only=*/true);
+    expected[crypto::ObjectId{}] = Expect{1, false, "store meta"};
+    for (const auto& [ino, inode] : inodes_) {
+      expected[InodeId(ino)] = Expect{inode->hlc, false, "inode " + std::to_string(ino)};
+      for (std::size_t i = 0; i < inode->chunks.size(); ++i) {
+        if (!IsZero(inode->chunks[i]))
+          expected[inode->chunks[i]] =
+              Expect{0, true, "chunk " + std::to_string(i) + " of inode " + std::to_string(ino)};
+      }
+      if (inode->dir) {
+        for (const auto& [name, slot] : inode->dir->by_name)
+          expected[DirentId(ino, name)] =
+              Expect{slot.hlc, false, "entry '" + name + "' of inode " + std::to_string(ino)};
+      }
+    }
+  }
+  report.objects = expected.size();
+  std::set<crypto::ObjectId> seen;
+  std::vector<std::pair<std::string, std::size_t>> holders;
+  auto problem = [&](std::string text) {
+    if (report.problems.size() < 20) report.problems.push_back(std::move(text));
+  };
+  Remote::ListSummary summary = remote_->ListAll([&](const Remote::Listed& e) {
+    auto it = expected.find(e.id);
+    if (it == expected.end()) {
+      if (!e.tombstone && Classify(e.id) != IdClass::kChunk) {
+        ++report.extra;
+        problem("the nodes hold a live record " + crypto::ToHex(e.id) +
+                " that this tree does not have");
+      }
+      return;
+    }
+    seen.insert(e.id);
+    const Expect& x = it->second;
+    if (remote_->InOutbox(e.id)) {
+      ++report.pending;
+      return;
+    }
+    if (e.tombstone || (!x.chunk && e.hlc != x.hlc && !(x.hlc == 1 && e.hlc == 1))) {
+      ++report.stale;
+      problem(x.what + ": the nodes hold " + (e.tombstone ? "a tombstone" : "another version"));
+      return;
+    }
+    holders.emplace_back(x.what, e.holders);
+    if (x.chunk) {
+      if (auto local = remote_->GetLocal(Table::kChunks, IdBytes(e.id)); local) {
+        if (remote_->Digest(*local) != e.digest) {
+          ++report.corrupt;
+          problem(x.what + ": the nodes' copy differs from this box's");
+          return;
+        }
+      }
+    }
+    ++report.ok;
+  });
+  report.nodes = summary.nodes;
+  report.answered = summary.answered;
+  for (const auto& [what, n] : holders) {
+    if (n >= summary.write_quorum) continue;
+    ++report.under_quorum;
+    problem(what + ": on " + std::to_string(n) + " nodes, fewer than W=" +
+            std::to_string(summary.write_quorum));
+  }
+  if (summary.answered < summary.nodes)
+    problem(std::to_string(summary.nodes - summary.answered) + " storage nodes did not answer");
+  for (const auto& [id, x] : expected) {
+    if (seen.count(id)) continue;
+    if (remote_->InOutbox(id)) {
+      ++report.pending;
+      continue;
+    }
+    ++report.missing;
+    problem(x.what + ": on no storage node");
+  }
+  return report;
+}
+
+std::string Filesystem::StatusLine() {
+  if (!remote_) return "replicated=no";
+  return remote_->StatusLine();
 }
 
 std::size_t Filesystem::InodeCount() {

@@ -28,6 +28,7 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -59,6 +60,34 @@ struct Options {
   bool sync_namespace = true;
   std::size_t max_pending_bytes = std::size_t{64} << 20;
   std::string statfs_path;  // statvfs() of this path is reported (STATE_DIR)
+  // With storage nodes (a store with remote()): what a change that W nodes did not acknowledge
+  // within the operation timeout means. false (degraded=fail): the operation fails with
+  // kNotDurableErrno and a namespace change is rolled back. true (degraded=queue): it succeeds,
+  // held in the outbox until the nodes take it.
+  bool degraded_queue = false;
+};
+
+// The errno of "could not be made durable now" (storage nodes unreachable): every common
+// delivery agent treats it as temporary and defers (Postfix local(8)/virtual(8) map EAGAIN to
+// 4.2.0, Dovecot LDA to a temporary failure, maildrop to EX_TEMPFAIL), where EIO bounces.
+inline constexpr int kNotDurableErrno = EAGAIN;
+
+// What `Verify` found (cofferctl verify).
+struct VerifyReport {
+  std::uint64_t objects = 0;       // objects the local tree references
+  std::uint64_t ok = 0;            // on the nodes with the same version (and digest)
+  std::uint64_t pending = 0;       // changed here, still in the outbox
+  std::uint64_t missing = 0;       // on no node
+  std::uint64_t stale = 0;         // nodes hold an older version or a tombstone
+  std::uint64_t corrupt = 0;       // digest differs from the local copy
+  std::uint64_t under_quorum = 0;  // on fewer than W nodes
+  std::uint64_t extra = 0;         // live records on the nodes that the tree does not have
+  std::size_t nodes = 0, answered = 0;
+  std::vector<std::string> problems;  // the first few, readable
+  bool clean() const {
+    return missing == 0 && stale == 0 && corrupt == 0 && under_quorum == 0 && extra == 0 &&
+           answered == nodes;
+  }
 };
 
 // Who is asking (from the FUSE request context).
@@ -143,6 +172,12 @@ class Filesystem {
   int FsyncDir(std::uint64_t ino);
   int StatFs(struct statvfs* out);
 
+  // Compares the tree (every inode record, directory entry and chunk it references, by version
+  // and content digest) with what the storage nodes hold. Only with a remote store.
+  VerifyReport Verify();
+  // "key=value ..." about the store for the control socket ("replicated=no" without nodes).
+  std::string StatusLine();
+
   // Test hooks and statistics.
   std::size_t InodeCount();
   std::uint64_t CommittedSeq();
@@ -151,8 +186,25 @@ class Filesystem {
   struct Dir;
   struct Inode;
 
+  struct Undo;
   void Load();
   void Initialise();
+  // Empty STATE_DIR with storage nodes: fetches the store meta, every inode record and every
+  // directory entry from the nodes into the local store (chunks stay on the nodes until read).
+  // Returns false when the nodes hold no store at all (a new store is to be initialised).
+  bool RebuildFromNodes(Remote* remote);
+  crypto::ObjectId InodeId(std::uint64_t ino) const;
+  crypto::ObjectId DirentId(std::uint64_t parent, std::string_view name) const;
+  enum class IdClass { kMeta, kInode, kDirent, kChunk };
+  IdClass Classify(const crypto::ObjectId& id) const;
+  std::uint64_t Tick();  // the next HLC value (mu_ held)
+  // Rollback of namespace changes whose batch the nodes did not take (degraded=fail).
+  bool Undoable() const;
+  void AddUndo(Undo undo);
+  void ApplyUndo(const Undo& undo);
+  void ReleaseUndo(std::uint64_t through_seq);
+  // After a failed wait, the kernel does not learn of the entry: take back its lookup.
+  int FailedEntry(int err, std::uint64_t ino);
   Inode* Find(std::uint64_t ino);
   void Stat(const Inode& inode, struct stat* out) const;
   std::int64_t Now() const;
@@ -174,9 +226,15 @@ class Filesystem {
   void SealAll(Inode* inode);
   void DeleteChunk(const crypto::ObjectId& id);
   void Truncate(Inode* inode, std::uint64_t size);
-  // Waits (releasing `lock`) until everything changed so far is durable. Returns 0 or EIO.
-  int WaitDurable(std::unique_lock<std::mutex>& lock);
-  int MaybeWaitNamespace(std::unique_lock<std::mutex>& lock);
+  // Waits (releasing `lock`) until everything changed so far is durable. Returns 0, EIO (the
+  // local store failed) or kNotDurableErrno (the nodes did not take it, degraded=fail).
+  // `local_only`: wait only for the local commit (flow control of writes).
+  int WaitDurable(std::unique_lock<std::mutex>& lock, bool local_only = false);
+  // With `sync`: waits for the change to be durable. `nodes`: the durability contract covers
+  // it (rename, link, unlink, mkdir, rmdir, setattr); creating a file, node or symlink only
+  // waits for the local commit (its content and name reach the nodes with the next fsync, close
+  // or link: a delivery agent never sees a create fail because nodes are down).
+  int MaybeWaitNamespace(std::unique_lock<std::mutex>& lock, bool nodes = true);
   void CommitLoop();
   // Takes the pending changes as a sealed batch (under mu_).
   Batch TakeBatch();
@@ -196,13 +254,23 @@ class Filesystem {
   std::unordered_map<std::uint64_t, std::unique_ptr<Inode>> inodes_;
   std::uint64_t next_ino_ = 2;
   std::uint64_t hlc_ = 0;
-  std::unordered_map<std::uint64_t, std::pair<std::uint64_t, int>> handles_;  // fh -> ino, flags
+  struct Handle {
+    std::uint64_t ino;
+    int flags;
+    bool written = false;  // since the last durable flush
+  };
+  std::unordered_map<std::uint64_t, Handle> handles_;
   std::uint64_t next_fh_ = 1;
   // Pending changes (the open batch).
   std::set<std::uint64_t> dirty_inodes_;
-  std::map<std::string, std::optional<std::string>> dirty_entries_;  // key -> serialized entry
+  struct DirtyEntry {
+    std::optional<std::string> value;  // serialized DirEntry; nullopt: removed
+    std::uint64_t hlc = 0;
+  };
+  std::map<std::string, DirtyEntry> dirty_entries_;  // dirent key -> change
   std::map<crypto::ObjectId, std::string> pending_chunks_;  // sealed, not yet committed
-  std::set<crypto::ObjectId> deleted_chunks_;
+  std::map<crypto::ObjectId, std::uint64_t> chunk_hlc_;     // of pending_chunks_
+  std::map<crypto::ObjectId, std::uint64_t> deleted_chunks_;  // -> hlc of the tombstone
   std::size_t pending_bytes_ = 0;
   // The batch being committed (its chunks stay readable until the commit is visible in LMDB).
   std::shared_ptr<const std::map<crypto::ObjectId, std::string>> committing_chunks_;
@@ -213,6 +281,11 @@ class Filesystem {
   bool stopping_ = false;
   int commit_error_ = 0;  // errno of a failed commit (sticky: the store refuses further writes)
   std::thread committer_;
+  Remote* remote_ = nullptr;  // store_->remote()
+  std::set<std::uint64_t> unreplicated_seqs_;  // batches the nodes did not take (degraded=fail)
+  std::vector<Undo> undo_;                     // of batches not yet on the nodes
+  std::multiset<std::uint64_t> pinned_;        // inodes an undo may give a name again
+  std::chrono::steady_clock::time_point last_degraded_log_{};
 };
 
 }  // namespace coffer::fs

@@ -26,6 +26,8 @@
 #include "fs/filesystem.h"
 #include "fs/fuse_glue.h"
 #include "fs/options.h"
+#include "fs/replicated_store.h"
+#include "replicator/replicator_config.h"
 
 namespace {
 
@@ -36,7 +38,7 @@ int ExitCodeFor(int err) {
   switch (err) {
     case ENOENT: return kExNoInput;
     case EACCES: case EPERM: case ENOKEY: return kExNoPerm;
-    case EBUSY: return kExUnavailable;
+    case EBUSY: case EAGAIN: return kExUnavailable;
     case EINVAL: return kExConfig;
     case EBADMSG: return 65;
     case ENOSPC: case EROFS: return kExCantCreate;
@@ -74,7 +76,38 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
     fo.commit_interval_ms = opts.commit_interval_ms;
     fo.sync_namespace = opts.sync;
     fo.statfs_path = opts.state_dir;
-    auto store = fs::LmdbStore::Open(opts.state_dir);
+    fo.degraded_queue = opts.degraded_queue;
+    std::unique_ptr<fs::Store> store;
+    fs::ReplicatedStore* replicated = nullptr;
+    if (opts.replicator.empty()) {
+      store = fs::LmdbStore::Open(opts.state_dir);
+      spdlog::info("no storage nodes configured: local only (durable in {})", opts.state_dir);
+    } else {
+      auto rc = replicator::LoadReplicatorConfig(config::Config::Load(opts.replicator));
+      auto verify_keys = std::make_shared<const crypto::Keyring>(keyset.MakeKeyring());
+      rc.options.verifier = [verify_keys](const crypto::ObjectId& id, std::string_view sealed) {
+        auto info = crypto::Inspect(sealed);
+        return info && crypto::Open(*verify_keys, info->kind, id, sealed).has_value();
+      };
+      rc.options.collect_tombstones = opts.tombstone_grace_s > 0;
+      rc.options.tombstone_grace = std::chrono::seconds(opts.tombstone_grace_s);
+      fs::ReplicatedStoreOptions ro;
+      ro.degraded_queue = opts.degraded_queue;
+      ro.cache_limit_bytes = opts.cache_limit_mb << 20;
+      ro.scrub_interval = std::chrono::seconds(opts.scrub_interval_s);
+      const std::size_t nodes = rc.options.nodes.size();
+      auto rs = fs::ReplicatedStore::Open(opts.state_dir, std::move(rc.options), ro);
+      replicated = rs.get();
+      spdlog::info("storage nodes: {} configured, R={} W={}, operation timeout from {}; "
+                   "degraded={}; cache limit {}",
+                   nodes, rs->replicator().replicas(), rs->replicator().write_quorum(),
+                   opts.replicator, opts.degraded_queue ? "queue" : "fail",
+                   opts.cache_limit_mb ? std::to_string(opts.cache_limit_mb) + " MiB" : "none");
+      if (opts.degraded_queue)
+        spdlog::warn("degraded=queue: when fewer than W nodes answer, changes are accepted on "
+                     "this box only and held in the outbox (a lost box loses them)");
+      store = std::move(rs);
+    }
     fs::Filesystem filesystem(std::move(store), keyset.MakeKeyring(), keyset.store_fingerprint(),
                               fo);
     filesystem.Start();
@@ -85,7 +118,40 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
     fs::ControlServer control;
     std::string control_path =
         opts.control_socket.empty() ? opts.state_dir + "/control.sock" : opts.control_socket;
-    control.Start(control_path, &play_dead);
+    control.Start(control_path, &play_dead,
+                  [&](std::string_view line) -> std::optional<std::string> {
+      if (line == "status")
+        return fs::HandleControlCommand(line, &play_dead) + " " + filesystem.StatusLine();
+      if (line == "verify") {
+        if (!replicated) return std::string("err verify needs storage nodes (local-only mount)");
+        fs::VerifyReport r = filesystem.Verify();
+        std::string out = std::string("ok clean=") + (r.clean() ? "yes" : "no") +
+                          " objects=" + std::to_string(r.objects) + " ok=" + std::to_string(r.ok) +
+                          " pending=" + std::to_string(r.pending) +
+                          " missing=" + std::to_string(r.missing) +
+                          " stale=" + std::to_string(r.stale) +
+                          " corrupt=" + std::to_string(r.corrupt) +
+                          " under_quorum=" + std::to_string(r.under_quorum) +
+                          " extra=" + std::to_string(r.extra) +
+                          " nodes_answered=" + std::to_string(r.answered) + "/" +
+                          std::to_string(r.nodes);
+        for (const auto& p : r.problems) {
+          spdlog::warn("verify: {}", p);
+          out += " | " + p;
+        }
+        return out;
+      }
+      if (line == "scrub") {
+        if (!replicated) return std::string("err scrub needs storage nodes (local-only mount)");
+        auto r = replicated->ScrubNow();
+        return "ok checked=" + std::to_string(r.checked) + " repaired=" +
+               std::to_string(r.repaired) + " moved=" + std::to_string(r.moved) +
+               " collected=" + std::to_string(r.collected) +
+               " unreachable=" + std::to_string(r.unreachable) +
+               " unrecoverable=" + std::to_string(r.unrecoverable);
+      }
+      return std::nullopt;
+    });
 
     int rc = fs::ServeFuse(&filesystem, &play_dead, opts, [&] {
       report(0);

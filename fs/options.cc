@@ -13,7 +13,9 @@ namespace coffer::fs {
 void ApplyConfig(const config::Config& cfg, MountOptions* out) {
   cfg.RejectUnknown({"keyfile", "passfile", "control_socket", "log_level", "log_syslog",
                      "allow_other", "sync", "commit_interval_ms", "entry_timeout",
-                     "attr_timeout", "negative_timeout", "keep_cache", "max_threads"});
+                     "attr_timeout", "negative_timeout", "keep_cache", "max_threads",
+                     "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
+                     "tombstone_grace_s"});
   out->keyfile = cfg.String("keyfile", out->keyfile);
   out->passfile = cfg.String("passfile", out->passfile);
   out->control_socket = cfg.String("control_socket", out->control_socket);
@@ -28,6 +30,16 @@ void ApplyConfig(const config::Config& cfg, MountOptions* out) {
   out->negative_timeout = cfg.Double("negative_timeout", out->negative_timeout, 0, 3600);
   out->keep_cache = cfg.Bool("keep_cache", out->keep_cache);
   out->max_threads = static_cast<std::uint32_t>(cfg.Int("max_threads", out->max_threads, 1, 256));
+  out->replicator = cfg.String("replicator", out->replicator);
+  std::string degraded = cfg.String("degraded", out->degraded_queue ? "queue" : "fail");
+  if (degraded != "fail" && degraded != "queue") cfg.Fail("degraded", "must be fail or queue");
+  out->degraded_queue = degraded == "queue";
+  out->cache_limit_mb =
+      static_cast<std::uint64_t>(cfg.Int("cache_limit_mb", static_cast<std::int64_t>(out->cache_limit_mb), 0, INT64_MAX / (1 << 20)));
+  out->scrub_interval_s = static_cast<std::uint32_t>(
+      cfg.Int("scrub_interval_s", out->scrub_interval_s, 0, 365 * 24 * 3600));
+  out->tombstone_grace_s = static_cast<std::uint32_t>(
+      cfg.Int("tombstone_grace_s", out->tombstone_grace_s, 0, 3650 * 24 * 3600));
 }
 
 namespace {
@@ -117,6 +129,19 @@ void ApplyOptionStrings(const std::vector<std::string>& option_strings, MountOpt
       out->keep_cache = ParseBool(key, value);
     } else if (key == "max_threads") {
       out->max_threads = static_cast<std::uint32_t>(ParseDouble(key, value, 1, 256));
+    } else if (key == "replicator") {
+      out->replicator = value;
+    } else if (key == "degraded") {
+      if (value != "fail" && value != "queue")
+        throw Error(EINVAL, "option degraded=" + value + ": expected fail or queue");
+      out->degraded_queue = value == "queue";
+    } else if (key == "cache_limit_mb") {
+      out->cache_limit_mb = static_cast<std::uint64_t>(ParseDouble(key, value, 0, 1e12));
+    } else if (key == "scrub_interval_s") {
+      out->scrub_interval_s = static_cast<std::uint32_t>(ParseDouble(key, value, 0, 365 * 24 * 3600));
+    } else if (key == "tombstone_grace_s") {
+      out->tombstone_grace_s =
+          static_cast<std::uint32_t>(ParseDouble(key, value, 0, 3650.0 * 24 * 3600));
     } else if (key == "debug") {
       out->debug = true;
       out->foreground = true;

@@ -31,6 +31,12 @@ struct MountOptions {
   double negative_timeout = 1.0;
   bool keep_cache = true;
   std::uint32_t max_threads = 16;
+  // Storage nodes (issue 5): the replicator client config; "" = local only.
+  std::string replicator;
+  bool degraded_queue = false;          // degraded=fail|queue
+  std::uint64_t cache_limit_mb = 0;     // 0: keep every chunk locally
+  std::uint32_t scrub_interval_s = 3600;
+  std::uint32_t tombstone_grace_s = 7 * 24 * 3600;
 };
 
 // Applies a config file's settings. Throws config::ConfigError naming file:line:key.
@@ -46,6 +52,7 @@ void ApplyOptionStrings(const std::vector<std::string>& option_strings, MountOpt
 inline constexpr const char* kConfigKeys[] = {
     "keyfile", "passfile", "control_socket", "log_level", "log_syslog", "allow_other", "sync",
     "commit_interval_ms", "entry_timeout", "attr_timeout", "negative_timeout", "keep_cache",
-    "max_threads"};
+    "max_threads", "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
+    "tombstone_grace_s"};
 
 }  // namespace coffer::fs

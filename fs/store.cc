@@ -13,7 +13,7 @@
 namespace coffer::fs {
 
 namespace {
-constexpr const char* kDbNames[4] = {"meta", "inodes", "dirents", "chunks"};
+constexpr const char* kDbNames[5] = {"meta", "inodes", "dirents", "chunks", "outbox"};
 }
 
 std::unique_ptr<LmdbStore> LmdbStore::Open(const std::string& dir) {
@@ -57,7 +57,7 @@ void LmdbStore::Scan(Table table,
   for (bool ok = cursor.Get(&k, &v, MDB_FIRST); ok; ok = cursor.Get(&k, &v, MDB_NEXT)) fn(k, v);
 }
 
-void LmdbStore::Commit(const Batch& batch) {
+CommitResult LmdbStore::Commit(const Batch& batch) {
   auto txn = lmdb::Txn::BeginWrite(env_);
   for (const Mutation& m : batch) {
     const lmdb::Dbi& dbi = dbis_[static_cast<int>(m.table)];
@@ -68,6 +68,7 @@ void LmdbStore::Commit(const Batch& batch) {
     }
   }
   txn.Commit();
+  return {};
 }
 
 }  // namespace coffer::fs

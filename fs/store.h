@@ -2,9 +2,11 @@
 //
 // The filesystem core only ever hands sealed bytes (or public keys: inode numbers, keyed hashes,
 // random object ids) to a Store, so no implementation can leak plaintext. LmdbStore is the local
-// implementation (one LMDB environment in STATE_DIR, DESIGN.md "Local state"); the replicator
-// issue wraps it to also push committed batches to storage nodes, which is why writes arrive as
-// whole batches: one batch is one atomic, durable local commit and one unit to replicate.
+// implementation (one LMDB environment in STATE_DIR, DESIGN.md "Local state"); ReplicatedStore
+// (fs/replicated_store.h) wraps it to also push committed batches to storage nodes, which is why
+// writes arrive as whole batches: one batch is one atomic, durable local commit and one unit to
+// replicate. A mutation that carries a RemoteRef is also an object on the nodes (its id and
+// version there); one without is local only (counters, cache eviction).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/crypto.h"
 #include "common/lmdb.h"
 
 namespace coffer::fs {
@@ -24,14 +27,65 @@ enum class Table : std::uint8_t {
   kInodes = 1,   // 8-byte big-endian inode number -> sealed InodeRecord
   kDirents = 2,  // 8-byte parent inode + 16-byte keyed name hash -> sealed DirEntry
   kChunks = 3,   // 16-byte random object id -> sealed chunk
+  kOutbox = 4,   // 16-byte object id -> OutboxEntry (ReplicatedStore: not yet on W nodes)
+};
+
+// The object a mutation is on the storage nodes: its id and version (DESIGN.md "Versions").
+struct RemoteRef {
+  crypto::ObjectId id{};
+  std::uint64_t hlc = 0;
+  std::uint64_t box = 0;
 };
 
 struct Mutation {
   Table table;
   std::string key;
-  std::optional<std::string> value;  // nullopt: delete
+  std::optional<std::string> value;  // nullopt: delete (a tombstone on the nodes)
+  std::optional<RemoteRef> remote;   // nullopt: local only
 };
 using Batch = std::vector<Mutation>;
+
+struct CommitResult {
+  // True when W storage nodes hold everything committed so far (always true without nodes).
+  bool replicated = true;
+  std::string error;  // why not: names the nodes that failed
+};
+
+// What a store on storage nodes offers beyond the local one: disaster recovery and checks.
+class Remote {
+ public:
+  struct Listed {
+    crypto::ObjectId id{};
+    std::uint64_t hlc = 0;
+    std::uint64_t box = 0;
+    bool tombstone = false;
+    std::string digest;         // of the sealed bytes on the newest holder (replicator format)
+    std::size_t holders = 0;    // nodes holding the newest version
+  };
+  struct ListSummary {
+    std::size_t nodes = 0;      // configured
+    std::size_t answered = 0;   // nodes whose whole listing was read
+    std::size_t write_quorum = 0;
+  };
+  virtual ~Remote() = default;
+  // Walks every node's listing and calls `fn` once per id with its newest version, from this
+  // thread. Nodes that do not answer are counted out of `answered`.
+  virtual ListSummary ListAll(const std::function<void(const Listed&)>& fn) = 0;
+  // Fetches verified copies of `ids` (many in flight). A result is nullopt for an id that no
+  // node holds or holds as a tombstone. Throws coffer::Error(EAGAIN) naming the first id no
+  // replica could serve. `progress(done, total)` is called now and then.
+  virtual std::vector<std::optional<std::string>> GetMany(
+      const std::vector<crypto::ObjectId>& ids,
+      const std::function<void(std::size_t, std::size_t)>& progress) = 0;
+  // The local row only (no fetch from the nodes).
+  virtual std::optional<std::string> GetLocal(Table table, std::string_view key) = 0;
+  // Digest of sealed bytes as listings report it.
+  virtual std::string Digest(std::string_view sealed) const = 0;
+  // True when `id` has a change not yet acknowledged by W nodes.
+  virtual bool InOutbox(const crypto::ObjectId& id) = 0;
+  // One line of "key=value" pairs for the control socket's status.
+  virtual std::string StatusLine() = 0;
+};
 
 // Thread safety: Get and Scan may run concurrently from any thread, also while Commit runs in
 // another thread; Commit calls are serialised by the caller (one committer thread).
@@ -42,9 +96,16 @@ class Store {
   // Calls `fn` for every record of `table` in key order (one read snapshot).
   virtual void Scan(Table table,
                     const std::function<void(std::string_view, std::string_view)>& fn) = 0;
-  // Applies `batch` atomically; returns once it is durable. Throws coffer::Error (ENOSPC when the
+  // Applies `batch` atomically; returns once it is durable locally. Throws coffer::Error (ENOSPC when the
   // store is full, EIO otherwise); after a throw nothing of the batch is applied.
-  virtual void Commit(const Batch& batch) = 0;
+  // The result says whether the nodes (if any) hold it; a failed replication is not a throw:
+  // the batch is committed locally and held in the outbox.
+  virtual CommitResult Commit(const Batch& batch) = 0;
+  // Storage nodes behind this store, or nullptr for a local-only store.
+  virtual Remote* remote() { return nullptr; }
+  // Background work (outbox replay, cache eviction, scrub) runs between Start and Stop.
+  virtual void Start() {}
+  virtual void Stop() {}
 };
 
 // Store on one LMDB environment in a directory (created 0700 if missing). Holds an exclusive
@@ -57,7 +118,7 @@ class LmdbStore : public Store {
   std::optional<std::string> Get(Table table, std::string_view key) override;
   void Scan(Table table,
             const std::function<void(std::string_view, std::string_view)>& fn) override;
-  void Commit(const Batch& batch) override;
+  CommitResult Commit(const Batch& batch) override;
 
  private:
   LmdbStore() = default;

@@ -294,7 +294,7 @@ void Replicator::Handoff(const std::shared_ptr<PutOp>& op, std::size_t i, std::s
 }
 
 void Replicator::PutAsync(const std::vector<Object>& batch,
-                          std::function<void(PutResult&&)> done) {
+                          std::function<void(PutResult&&)> done, std::size_t quorum) {
   auto op = std::make_shared<PutOp>();
   const std::size_t n = batch.size();
   op->acks.assign(n, 0);
@@ -303,7 +303,7 @@ void Replicator::PutAsync(const std::vector<Object>& batch,
   op->stored.assign(n, false);
   op->failed.assign(n, false);
   op->undecided = n;
-  op->w = w_;
+  op->w = quorum == 0 ? w_ : std::min(quorum, r_);
   op->done = std::move(done);
   if (options_.hinted_handoff) {
     op->objects = std::make_shared<const std::vector<Object>>(batch);
@@ -390,10 +390,10 @@ std::optional<std::size_t> Replicator::PickFallback(const crypto::ObjectId& id,
   return std::nullopt;
 }
 
-PutResult Replicator::Put(const std::vector<Object>& batch) {
+PutResult Replicator::Put(const std::vector<Object>& batch, std::size_t quorum) {
   std::promise<PutResult> promise;
   auto future = promise.get_future();
-  PutAsync(batch, [&promise](PutResult&& r) { promise.set_value(std::move(r)); });
+  PutAsync(batch, [&promise](PutResult&& r) { promise.set_value(std::move(r)); }, quorum);
   return future.get();
 }
 
@@ -603,6 +603,27 @@ wire::StatReply Replicator::Stat(std::size_t node) {
   return std::move(*reply.mutable_stat());
 }
 
+std::vector<std::optional<std::chrono::microseconds>> Replicator::PingAll(
+    std::chrono::milliseconds timeout) {
+  std::vector<std::future<CallResult>> calls;
+  for (std::size_t node = 0; node < options_.nodes.size(); ++node) {
+    wire::Request req;
+    req.mutable_ping();
+    calls.push_back(transport_->Call(node, std::move(req), timeout));
+  }
+  std::vector<std::optional<std::chrono::microseconds>> out;
+  for (std::size_t node = 0; node < calls.size(); ++node) {
+    CallResult r = calls[node].get();
+    if (r.status == CallStatus::kOk && r.reply.has_ping()) {
+      MarkUp(node);
+      out.emplace_back(r.latency);
+    } else {
+      out.emplace_back(std::nullopt);
+    }
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scrub
 
@@ -750,6 +771,40 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
       }
     }
     if (repaired) ++report.repaired;
+
+    // A tombstone every replica holds, seen by every node, older than the grace period: drop
+    // it everywhere (nothing can bring back the object it deleted).
+    const bool all_reachable =
+        std::find(reachable.begin(), reachable.end(), false) == reachable.end();
+    if (options_.collect_tombstones && all_reachable && confirmed == replicas.size() &&
+        holdings[replicas.front()] && holdings[replicas.front()]->tombstone) {
+      const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      const auto grace_ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(options_.tombstone_grace).count();
+      if (now_ns > 0 && newest.hlc + static_cast<std::uint64_t>(grace_ns) <
+                            static_cast<std::uint64_t>(now_ns)) {
+        std::vector<std::future<CallResult>> drops;
+        for (std::size_t node = 0; node < n; ++node) {
+          if (!holdings[node]) continue;
+          wire::Request req;
+          auto* item = req.mutable_drop()->add_items();
+          item->set_id(id_bytes);
+          ToWire(newest, item->mutable_version());
+          drops.push_back(transport_->Call(node, std::move(req), options_.write_timeout));
+        }
+        bool all = true;
+        for (auto& f : drops) {
+          CallResult r = f.get();
+          all = all && r.status == CallStatus::kOk && r.reply.has_drop() &&
+                r.reply.drop().dropped_size() == 1 && r.reply.drop().dropped(0);
+        }
+        if (all) ++report.collected;
+        ++done_count;
+        continue;
+      }
+    }
 
     // Take the object off nodes that are not its replicas, once all R replicas hold it.
     if (confirmed == replicas.size()) {

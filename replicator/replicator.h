@@ -59,6 +59,11 @@ struct ReplicatorOptions {
   // in memory; if the box restarts first, Scrub() moves the object all the same.
   bool hinted_handoff = false;
   std::chrono::milliseconds hint_replay_interval{1000};
+  // Scrub collects a tombstone (DROP from every node) once every replica holds it, every node
+  // answered, and its version's clock (nanoseconds since the epoch, as cofferfs writes it) is
+  // older than tombstone_grace.
+  bool collect_tombstones = false;
+  std::chrono::seconds tombstone_grace{7 * 24 * 3600};
 };
 
 struct Object {
@@ -94,6 +99,7 @@ struct ScrubReport {
   std::uint64_t moved = 0;        // objects dropped from nodes that are not their replicas
   std::uint64_t unreachable = 0;  // objects with a replica on a node that did not answer
   std::uint64_t unrecoverable = 0;  // objects with no verified copy anywhere
+  std::uint64_t collected = 0;    // tombstones dropped from every node (collect_tombstones)
   std::vector<std::string> unreachable_nodes;
 };
 
@@ -117,8 +123,11 @@ class Replicator {
   Transport& transport() { return *transport_; }
 
   // Writes (or tombstones) a batch; blocks until every object reached W acks or failed.
-  PutResult Put(const std::vector<Object>& batch);
-  void PutAsync(const std::vector<Object>& batch, std::function<void(PutResult&&)> done);
+  // `quorum` other than 0 asks for that many acks instead of W (capped at R): R confirms that
+  // every replica holds the objects (cache eviction).
+  PutResult Put(const std::vector<Object>& batch, std::size_t quorum = 0);
+  void PutAsync(const std::vector<Object>& batch, std::function<void(PutResult&&)> done,
+                std::size_t quorum = 0);
   // Deletes with a tombstone of `version` (conditional like any put).
   PutResult Delete(const crypto::ObjectId& id, const Version& version);
 
@@ -131,6 +140,9 @@ class Replicator {
   // One page of node `node`'s changes after sequence number `since`.
   wire::FeedReply Feed(std::size_t node, std::uint64_t since, std::uint32_t limit = 0);
   wire::StatReply Stat(std::size_t node);
+  // Pings every node at once; per node the round trip, or nullopt when it did not answer
+  // within `timeout`.
+  std::vector<std::optional<std::chrono::microseconds>> PingAll(std::chrono::milliseconds timeout);
 
   // See the file comment. `progress(done, total)` is called now and then from this thread.
   ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});

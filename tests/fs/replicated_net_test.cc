@@ -1,0 +1,364 @@
+// The cofferfs core on real storage nodes (issue 5), without a mount: three coffer-node
+// processes on 127.0.0.1, R=3, W=2. The durability contract (an operation fails with EAGAIN and
+// is rolled back when W nodes do not take it; degraded=queue accepts it and the outbox drains),
+// the outbox across a restart, disaster recovery from the nodes into an empty STATE_DIR, cache
+// eviction with reads through to the nodes, tombstone collection and verify.
+#include <fcntl.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "common/keyfile.h"
+#include "fs/filesystem.h"
+#include "fs/replicated_store.h"
+#include "replicator/curve.h"
+#include "tests/replicator/test_util.h"
+
+namespace coffer::fs {
+namespace {
+
+using namespace std::chrono_literals;
+using testutil::NodeProcess;
+
+class ReplicatedFsTest : public ::testing::Test {
+ protected:
+  static constexpr int kNodes = 3;
+
+  ReplicatedFsTest() : keys_(keyfile::KeySet::Generate(1700000000)) {}
+
+  void SetUp() override {
+    box_keys_ = replicator::GenerateKeyPair();
+    replicator::CurveKeyPair admin = replicator::GenerateKeyPair();
+    replicator::WriteKeyPair(dir_.path() + "/admin", admin);
+    std::ofstream(dir_.path() + "/allowed") << box_keys_.public_key << "\n";
+    for (int i = 0; i < kNodes; ++i) {
+      replicator::CurveKeyPair k;
+      auto setup = NodeProcess::MakeSetup(dir_.path(), "n" + std::to_string(i + 1), &k);
+      node_keys_.push_back(k);
+      nodes_.push_back(std::make_unique<NodeProcess>(setup));
+      nodes_.back()->Start();
+    }
+  }
+
+  void TearDown() override {
+    fs_.reset();
+    for (auto& n : nodes_) {
+      if (HasFailure() && n->running()) {
+        std::string log = n->Log();
+        if (log.size() > 2000) log = log.substr(log.size() - 2000);
+        std::cerr << "---- " << n->setup().node_id << " log tail:\n" << log;
+      }
+      n->Kill();
+    }
+  }
+
+  replicator::ReplicatorOptions ReplicatorOptions() {
+    replicator::ReplicatorOptions o;
+    for (int i = 0; i < kNodes; ++i) {
+      o.nodes.push_back({nodes_[static_cast<std::size_t>(i)]->setup().node_id,
+                         nodes_[static_cast<std::size_t>(i)]->endpoint(),
+                         node_keys_[static_cast<std::size_t>(i)].public_key});
+    }
+    o.client_keys = box_keys_;
+    o.replicas = 3;
+    o.write_timeout = 1500ms;
+    o.read_timeout = 1000ms;
+    o.admin_timeout = 2000ms;
+    o.collect_tombstones = true;
+    o.tombstone_grace = 0s;
+    auto keys = std::make_shared<const crypto::Keyring>(keys_.MakeKeyring());
+    o.verifier = [keys](const crypto::ObjectId& id, std::string_view sealed) {
+      auto info = crypto::Inspect(sealed);
+      return info && crypto::Open(*keys, info->kind, id, sealed).has_value();
+    };
+    return o;
+  }
+
+  // Opens cofferfs on the nodes with its state in dir_/NAME; store_ points at its store.
+  void Mount(const std::string& name, bool queue = false, std::uint64_t cache_limit = 0) {
+    fs_.reset();
+    ReplicatedStoreOptions ro;
+    ro.degraded_queue = queue;
+    ro.cache_limit_bytes = cache_limit;
+    ro.background_interval = 100ms;
+    ro.scrub_interval = 0s;
+    auto store = ReplicatedStore::Open(dir_ / name, ReplicatorOptions(), ro);
+    store_ = store.get();
+    Options o;
+    o.degraded_queue = queue;
+    o.commit_interval_ms = 50;
+    o.statfs_path = dir_.path();
+    fs_ = std::make_unique<Filesystem>(std::move(store), keys_.MakeKeyring(),
+                                       keys_.store_fingerprint(), o);
+    fs_->Start();
+  }
+
+  std::uint64_t Ino(std::uint64_t parent, const std::string& name) {
+    struct stat st {};
+    if (fs_->Lookup(parent, name, &st) != 0) return 0;
+    return st.st_ino;
+  }
+  // Creates, writes and closes a file; returns the close (flush) result.
+  int Deliver(std::uint64_t dir, const std::string& name, const std::string& content,
+              std::uint64_t* ino_out = nullptr) {
+    struct stat st {};
+    std::uint64_t fh = 0;
+    int rc = fs_->Create(dir, name, 0600, O_WRONLY, ctx_, &st, &fh);
+    if (rc != 0) return rc;
+    std::size_t n = 0;
+    EXPECT_EQ(fs_->Write(st.st_ino, fh, 0, content, &n), 0);
+    rc = fs_->Fsync(st.st_ino, false);
+    int flush = fs_->Flush(st.st_ino, fh);
+    fs_->Release(st.st_ino, fh);
+    if (ino_out) *ino_out = st.st_ino;
+    return rc != 0 ? rc : flush;
+  }
+  std::string Read(std::uint64_t ino) {
+    struct stat st {};
+    EXPECT_EQ(fs_->GetAttr(ino, &st), 0);
+    std::uint64_t fh = 0;
+    EXPECT_EQ(fs_->Open(ino, O_RDONLY, &fh), 0);
+    std::string out;
+    EXPECT_EQ(fs_->Read(ino, fh, 0, static_cast<std::size_t>(st.st_size) + 10, &out), 0);
+    fs_->Release(ino, fh);
+    return out;
+  }
+  std::map<std::string, std::string> Listing(std::uint64_t dir) {
+    std::map<std::string, std::string> out;
+    std::vector<std::pair<std::string, std::uint64_t>> entries;
+    fs_->ReadDir(dir, 0, [&](const DirEntryOut& e) {
+      if (e.name != "." && e.name != "..") entries.emplace_back(e.name, e.ino);
+      return true;
+    });
+    for (const auto& [name, ino] : entries) out[name] = Read(ino);
+    return out;
+  }
+  std::uint64_t MakeMaildir(const std::string& name) {
+    struct stat st {};
+    EXPECT_EQ(fs_->MkDir(kRootIno, name, 0700, ctx_, &st), 0);
+    std::uint64_t md = st.st_ino;
+    for (const char* sub : {"tmp", "new", "cur"}) EXPECT_EQ(fs_->MkDir(md, sub, 0700, ctx_, &st), 0);
+    return md;
+  }
+  void WaitOutboxEmpty(std::chrono::seconds limit = 20s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (store_->OutboxSize() > 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);
+    ASSERT_EQ(store_->OutboxSize(), 0u) << fs_->StatusLine();
+  }
+  static std::string Body(int i, std::size_t size) {
+    std::string s = "Message-ID: <" + std::to_string(i) + "@test>\n\n";
+    while (s.size() < size) s += "line " + std::to_string(s.size() * 7 + i) + " of the body\n";
+    s.resize(size);
+    return s;
+  }
+
+  testutil::TempDir dir_;
+  keyfile::KeySet keys_;
+  replicator::CurveKeyPair box_keys_;
+  std::vector<replicator::CurveKeyPair> node_keys_;
+  std::vector<std::unique_ptr<NodeProcess>> nodes_;
+  std::unique_ptr<Filesystem> fs_;
+  ReplicatedStore* store_ = nullptr;
+  Context ctx_{1000, 1000};
+};
+
+TEST_F(ReplicatedFsTest, RebuildFromNodesRestoresTheWholeTree) {
+  Mount("box1");
+  std::uint64_t md = MakeMaildir("alice");
+  std::uint64_t tmp = Ino(md, "tmp"), neu = Ino(md, "new");
+  std::map<std::string, std::string> sent;
+  for (int i = 0; i < 20; ++i) {
+    std::string name = "msg" + std::to_string(i);
+    std::string body = Body(i, i == 3 ? 300000 : 500 + 97 * i);  // one spans 5 chunks
+    std::uint64_t ino = 0;
+    ASSERT_EQ(Deliver(tmp, name, body, &ino), 0);
+    struct stat st {};
+    ASSERT_EQ(fs_->Link(ino, neu, name, &st), 0);
+    fs_->Forget(ino, 1);
+    ASSERT_EQ(fs_->Unlink(tmp, name), 0);
+    sent[name] = body;
+  }
+  ASSERT_EQ(fs_->Unlink(neu, "msg7"), 0);  // a delete is a tombstone on the nodes
+  sent.erase("msg7");
+  struct stat st {};
+  ASSERT_EQ(fs_->Rename(neu, "msg8", Ino(md, "cur"), "msg8:2,S", 0), 0);
+  EXPECT_EQ(Listing(neu).size(), sent.size() - 1);
+  WaitOutboxEmpty();
+  VerifyReport v = fs_->Verify();
+  EXPECT_TRUE(v.clean()) << v.missing << " missing, " << v.stale << " stale, " << v.extra
+                         << " extra " << (v.problems.empty() ? "" : v.problems[0]);
+  EXPECT_GT(v.ok, 40u);
+  fs_.reset();
+
+  // A new box: the key, the node list and an empty state directory.
+  Mount("box2");
+  md = Ino(kRootIno, "alice");
+  ASSERT_NE(md, 0u);
+  auto got = Listing(Ino(md, "new"));
+  auto cur = Listing(Ino(md, "cur"));
+  ASSERT_EQ(cur.size(), 1u);
+  got["msg8"] = cur.begin()->second;
+  EXPECT_EQ(cur.begin()->first, "msg8:2,S");
+  EXPECT_EQ(got, sent);
+  EXPECT_TRUE(Listing(Ino(md, "tmp")).empty());
+  ASSERT_EQ(fs_->GetAttr(Ino(Ino(md, "new"), "msg3"), &st), 0);
+  EXPECT_EQ(st.st_size, 300000);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_uid, 1000u);
+  // The rebuilt box writes newer versions than anything the nodes hold.
+  ASSERT_EQ(Deliver(Ino(md, "tmp"), "after", "written after the rebuild\n"), 0);
+  WaitOutboxEmpty();
+  EXPECT_TRUE(fs_->Verify().clean());
+  fs_.reset();
+  Mount("box3");
+  EXPECT_EQ(Read(Ino(Ino(Ino(kRootIno, "alice"), "tmp"), "after")), "written after the rebuild\n");
+}
+
+TEST_F(ReplicatedFsTest, WithoutAQuorumOperationsFailWithEagainAndAreRolledBack) {
+  Mount("box");
+  std::uint64_t md = MakeMaildir("bob");
+  std::uint64_t tmp = Ino(md, "tmp"), neu = Ino(md, "new");
+  ASSERT_EQ(Deliver(tmp, "old", "an old message\n"), 0);
+  WaitOutboxEmpty();
+  nodes_[0]->Kill();
+  nodes_[1]->Kill();
+
+  // Creating the tmp file works (local), the fsync cannot be made durable.
+  std::uint64_t ino = 0;
+  EXPECT_EQ(Deliver(tmp, "m1", "a new message\n", &ino), EAGAIN);
+  ASSERT_NE(Ino(tmp, "m1"), 0u);
+  struct stat st {};
+  EXPECT_EQ(fs_->Link(ino, neu, "m1", &st), EAGAIN);
+  EXPECT_EQ(Ino(neu, "m1"), 0u) << "a failed link must not leave the name behind";
+  EXPECT_EQ(fs_->Rename(tmp, "m1", neu, "m1", 0), EAGAIN);
+  EXPECT_EQ(Ino(neu, "m1"), 0u);
+  EXPECT_NE(Ino(tmp, "m1"), 0u) << "a failed rename must leave the file where it was";
+  EXPECT_EQ(fs_->Unlink(tmp, "old"), EAGAIN);
+  EXPECT_NE(Ino(tmp, "old"), 0u) << "a failed unlink must give the name back";
+  EXPECT_EQ(Read(Ino(tmp, "old")), "an old message\n");
+  EXPECT_EQ(fs_->MkDir(md, "sub", 0700, ctx_, &st), EAGAIN);
+  EXPECT_EQ(Ino(md, "sub"), 0u);
+  EXPECT_NE(fs_->StatusLine().find("state=DEGRADED"), std::string::npos);
+
+  // The nodes return: the same operations succeed, the outbox drains.
+  nodes_[0]->Start();
+  nodes_[1]->Start();
+  WaitOutboxEmpty();
+  ino = Ino(tmp, "m1");
+  ASSERT_EQ(fs_->Fsync(ino, false), 0);
+  ASSERT_EQ(fs_->Link(ino, neu, "m1", &st), 0);
+  ASSERT_EQ(fs_->Unlink(tmp, "m1"), 0);
+  ASSERT_EQ(fs_->Unlink(tmp, "old"), 0);
+  WaitOutboxEmpty();
+  VerifyReport v = fs_->Verify();
+  EXPECT_TRUE(v.clean()) << v.missing << " missing, " << v.stale << " stale, " << v.extra
+                         << " extra, " << v.under_quorum << " under quorum "
+                         << (v.problems.empty() ? "" : v.problems[0]);
+  fs_.reset();
+  Mount("rebuilt");
+  md = Ino(kRootIno, "bob");
+  EXPECT_EQ(Listing(Ino(md, "new")), (std::map<std::string, std::string>{{"m1", "a new message\n"}}));
+  EXPECT_TRUE(Listing(Ino(md, "tmp")).empty());
+  EXPECT_EQ(Ino(md, "sub"), 0u);
+}
+
+TEST_F(ReplicatedFsTest, DegradedQueueAcceptsAndTheOutboxDrainsAcrossARestart) {
+  Mount("box", /*queue=*/true);
+  std::uint64_t md = MakeMaildir("carol");
+  WaitOutboxEmpty();
+  nodes_[1]->Kill();
+  nodes_[2]->Kill();
+  std::uint64_t ino = 0;
+  ASSERT_EQ(Deliver(Ino(md, "tmp"), "q1", "queued\n", &ino), 0);
+  struct stat st {};
+  ASSERT_EQ(fs_->Link(ino, Ino(md, "new"), "q1", &st), 0);
+  EXPECT_GT(store_->OutboxSize(), 0u);
+  // The box restarts while the nodes are still down: the outbox is in STATE_DIR.
+  fs_.reset();
+  Mount("box", /*queue=*/true);
+  EXPECT_GT(store_->OutboxSize(), 0u);
+  nodes_[1]->Start();
+  nodes_[2]->Start();
+  WaitOutboxEmpty();
+  fs_.reset();
+  Mount("other");
+  EXPECT_EQ(Read(Ino(Ino(Ino(kRootIno, "carol"), "new"), "q1")), "queued\n");
+}
+
+TEST_F(ReplicatedFsTest, EvictedChunksAreReadFromTheNodes) {
+  Mount("box", false, /*cache_limit=*/256 << 10);
+  std::uint64_t md = MakeMaildir("dave");
+  std::map<std::string, std::string> sent;
+  for (int i = 0; i < 24; ++i) {
+    std::string body = Body(i, 60000 + static_cast<std::size_t>(i));
+    ASSERT_EQ(Deliver(Ino(md, "tmp"), "m" + std::to_string(i), body), 0);
+    sent["m" + std::to_string(i)] = body;
+  }
+  WaitOutboxEmpty();
+  for (int i = 0; i < 20 && store_->CacheBytes() > (256u << 10); ++i) store_->EvictNow();
+  EXPECT_LE(store_->CacheBytes(), 256u << 10);
+  std::size_t local = 0;
+  store_->Scan(Table::kChunks, [&](std::string_view, std::string_view) { ++local; });
+  EXPECT_LT(local, 10u);
+  EXPECT_EQ(Listing(Ino(md, "tmp")), sent);  // every evicted chunk comes back from the nodes
+  EXPECT_NE(fs_->StatusLine().find("evicted="), std::string::npos);
+  // With one node down the reads fail over.
+  nodes_[0]->Kill();
+  for (int i = 0; i < 20 && store_->CacheBytes() > (256u << 10); ++i) store_->EvictNow();
+  EXPECT_EQ(Listing(Ino(md, "tmp")).size(), sent.size());
+}
+
+TEST_F(ReplicatedFsTest, TombstonesAreCollectedOnceEveryReplicaHasThem) {
+  Mount("box");
+  std::uint64_t md = MakeMaildir("erin");
+  ASSERT_EQ(Deliver(Ino(md, "tmp"), "gone", Body(1, 1000)), 0);
+  ASSERT_EQ(fs_->Unlink(Ino(md, "tmp"), "gone"), 0);
+  WaitOutboxEmpty();
+  auto stat0 = store_->replicator().Stat(0);
+  EXPECT_GT(stat0.tombstones(), 0u);
+  // Give the third replica time to take its copy too.
+  std::this_thread::sleep_for(300ms);
+  auto report = store_->ScrubNow();
+  EXPECT_GT(report.collected, 0u);
+  for (std::size_t n = 0; n < kNodes; ++n) EXPECT_EQ(store_->replicator().Stat(n).tombstones(), 0u);
+  EXPECT_TRUE(fs_->Verify().clean());
+}
+
+TEST_F(ReplicatedFsTest, RebuildRefusesWhenTooFewNodesAnswer) {
+  Mount("box");
+  MakeMaildir("frank");
+  WaitOutboxEmpty();
+  fs_.reset();
+  nodes_[0]->Kill();
+  nodes_[1]->Kill();
+  try {
+    Mount("empty");
+    FAIL() << "a rebuild from 1 of 3 nodes with W=2 must refuse";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.err(), EAGAIN) << e.what();
+  }
+  // Not a new store either: with the nodes back the real one comes back.
+  nodes_[0]->Start();
+  nodes_[1]->Start();
+  Mount("empty2");
+  EXPECT_NE(Ino(kRootIno, "frank"), 0u);
+  // Another key cannot mount the nodes' store.
+  fs_.reset();
+  keys_ = keyfile::KeySet::Generate(1700000001);
+  try {
+    Mount("otherkey");
+    FAIL() << "another key must not mount this store";
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.err() == EACCES || e.err() == EBADMSG) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace coffer::fs
