@@ -36,6 +36,30 @@ TEST(OptionsTest, UnknownConfigKeyIsAnError) {
   EXPECT_THROW(ApplyOptionStrings({"config=" + (dir / "c.toml")}, &o), config::ConfigError);
 }
 
+TEST(OptionsTest, StorageNodeOptions) {
+  testing::TempDir dir;
+  testing::WriteTextFile(dir / "c.toml",
+                         "replicator = \"/etc/coffer/replicator.toml\"\ndegraded = \"queue\"\n"
+                         "cache_limit_mb = 512\nscrub_interval_s = 60\n");
+  MountOptions o;
+  EXPECT_EQ(o.replicator, "");
+  EXPECT_FALSE(o.degraded_queue);
+  EXPECT_EQ(o.cache_limit_mb, 0u);
+  ApplyOptionStrings({"config=" + (dir / "c.toml"), "tombstone_grace_s=10"}, &o);
+  EXPECT_EQ(o.replicator, "/etc/coffer/replicator.toml");
+  EXPECT_TRUE(o.degraded_queue);
+  EXPECT_EQ(o.cache_limit_mb, 512u);
+  EXPECT_EQ(o.scrub_interval_s, 60u);
+  EXPECT_EQ(o.tombstone_grace_s, 10u);
+  ApplyOptionStrings({"degraded=fail,cache_limit_mb=0"}, &o);
+  EXPECT_FALSE(o.degraded_queue);
+  EXPECT_EQ(o.cache_limit_mb, 0u);
+  EXPECT_THROW(ApplyOptionStrings({"degraded=maybe"}, &o), Error);
+  EXPECT_THROW(ApplyOptionStrings({"cache_limit_mb=-1"}, &o), Error);
+  testing::WriteTextFile(dir / "bad.toml", "degraded = \"sometimes\"\n");
+  EXPECT_THROW(ApplyOptionStrings({"config=" + (dir / "bad.toml")}, &o), config::ConfigError);
+}
+
 TEST(ControlTest, Commands) {
   PlayDead pd;
   EXPECT_EQ(HandleControlCommand("status", &pd), "ok mode=normal delay_ms=0");
