@@ -628,7 +628,9 @@ void Filesystem::CommitOnce(std::unique_lock<std::mutex>& lock) {
   lock.unlock();
   int err = 0;
   CommitResult result;
-  if (!batch.empty() || !chunks->empty()) {
+  // With storage nodes an empty batch still goes to the store: its round retries the outbox and
+  // its result says whether everything so far is on W nodes (a waiter's fsync needs to know).
+  if (!batch.empty() || !chunks->empty() || remote_ != nullptr) {
     try {
       batch.reserve(batch.size() + chunks->size());
       // Chunks first in the batch: one transaction either way, but it keeps the order readable.

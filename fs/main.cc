@@ -96,12 +96,14 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
       ro.cache_limit_bytes = opts.cache_limit_mb << 20;
       ro.scrub_interval = std::chrono::seconds(opts.scrub_interval_s);
       const std::size_t nodes = rc.options.nodes.size();
+      const auto timeout_ms = rc.options.write_timeout.count();
       auto rs = fs::ReplicatedStore::Open(opts.state_dir, std::move(rc.options), ro);
       replicated = rs.get();
-      spdlog::info("storage nodes: {} configured, R={} W={}, operation timeout from {}; "
+      spdlog::info("storage nodes ({}): {} configured, R={} W={}, operation timeout {} ms; "
                    "degraded={}; cache limit {}",
-                   nodes, rs->replicator().replicas(), rs->replicator().write_quorum(),
-                   opts.replicator, opts.degraded_queue ? "queue" : "fail",
+                   opts.replicator, nodes, rs->replicator().replicas(),
+                   rs->replicator().write_quorum(), timeout_ms,
+                   opts.degraded_queue ? "queue" : "fail",
                    opts.cache_limit_mb ? std::to_string(opts.cache_limit_mb) + " MiB" : "none");
       if (opts.degraded_queue)
         spdlog::warn("degraded=queue: when fewer than W nodes answer, changes are accepted on "

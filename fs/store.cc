@@ -58,6 +58,7 @@ void LmdbStore::Scan(Table table,
 }
 
 CommitResult LmdbStore::Commit(const Batch& batch) {
+  if (batch.empty()) return {};
   auto txn = lmdb::Txn::BeginWrite(env_);
   for (const Mutation& m : batch) {
     const lmdb::Dbi& dbi = dbis_[static_cast<int>(m.table)];
