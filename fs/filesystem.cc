@@ -489,13 +489,22 @@ void Filesystem::DeleteChunk(const crypto::ObjectId& id) {
   deleted_chunks_[id] = Tick();
 }
 
-std::string Filesystem::LoadChunk(const crypto::ObjectId& id) {
+std::string Filesystem::LoadChunk(const crypto::ObjectId& id, std::unique_lock<std::mutex>* lock) {
   std::optional<std::string> sealed;
   if (auto it = pending_chunks_.find(id); it != pending_chunks_.end()) {
     sealed = it->second;
   } else if (committing_chunks_) {
     if (auto c = committing_chunks_->find(id); c != committing_chunks_->end()) sealed = c->second;
   }
+  // The store may have to fetch the chunk from the nodes, and opening it is CPU work: neither
+  // needs mu_ (chunks are immutable), so other operations go on meanwhile.
+  if (lock) lock->unlock();
+  struct Relock {
+    std::unique_lock<std::mutex>* l;
+    ~Relock() {
+      if (l) l->lock();
+    }
+  } relock{lock};
   if (!sealed) sealed = store_->Get(Table::kChunks, IdBytes(id));
   if (!sealed) throw Error(EIO, "chunk " + crypto::ToHex(id) + " is missing from the store");
   auto plain = crypto::Open(keys_, crypto::ObjectKind::kChunk, id, *sealed);
@@ -1163,8 +1172,11 @@ int Filesystem::Read(std::uint64_t ino, std::uint64_t /*fh*/, std::uint64_t offs
     if (auto it = inode->dirty.find(idx); it != inode->dirty.end()) {
       data = &it->second;
     } else if (idx < inode->chunks.size() && !IsZero(inode->chunks[idx])) {
-      loaded = LoadChunk(inode->chunks[idx]);
+      const crypto::ObjectId id = inode->chunks[idx];  // a copy: the vector may change
+      loaded = LoadChunk(id, &lock);                   // releases mu_ meanwhile
       data = &loaded;
+      inode = Find(ino);  // still there: this open file holds it
+      if (!inode) return EIO;
     }
     std::uint64_t have = data ? std::min<std::uint64_t>(data->size(), b) : 0;
     if (have > a) out->append(*data, a, have - a);

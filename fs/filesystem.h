@@ -220,7 +220,8 @@ class Filesystem {
   int DirForNewEntry(std::uint64_t parent, std::string_view name, Inode** dir);
   void DropLink(Inode* inode);
   void MaybeFree(Inode* inode);
-  std::string LoadChunk(const crypto::ObjectId& id);
+  // `lock`: released while the store is asked (it may fetch from the nodes) and the chunk opened.
+  std::string LoadChunk(const crypto::ObjectId& id, std::unique_lock<std::mutex>* lock = nullptr);
   std::string& DirtyChunk(Inode* inode, std::uint64_t index);
   void SealChunk(Inode* inode, std::uint64_t index);
   void SealAll(Inode* inode);
