@@ -1492,7 +1492,7 @@ VerifyReport Filesystem::Verify() {
   Remote::ListSummary summary = remote_->ListAll([&](const Remote::Listed& e) {
     auto it = expected.find(e.id);
     if (it == expected.end()) {
-      if (!e.tombstone && Classify(e.id) != IdClass::kChunk) {
+      if (!e.tombstone && Classify(e.id) != IdClass::kChunk && !remote_->InOutbox(e.id)) {
         ++report.extra;
         problem("the nodes hold a live record " + crypto::ToHex(e.id) +
                 " that this tree does not have");

@@ -373,17 +373,22 @@ std::size_t ReplicatedStore::EvictNow() {
   // Every replica must confirm before the only local copy goes.
   replicator::PutResult r = replicator_->Put(objects, replicator_->replicas());
   Batch drop;
+  std::vector<crypto::ObjectId> dropped;
   {
     std::lock_guard lock(mu_);
     for (std::size_t i = 0; i < objects.size(); ++i) {
       if (i >= r.stored.size() || !r.stored[i] || outbox_.count(objects[i].id)) continue;
       drop.push_back(Mutation{Table::kChunks, IdKey(objects[i].id), std::nullopt, {}});
-      DropCache(objects[i].id);
-      ++evicted_;
+      dropped.push_back(objects[i].id);
     }
   }
   std::size_t n = drop.size();
   if (n) LocalCommit(std::move(drop));
+  {
+    std::lock_guard lock(mu_);  // the accounting follows the committed state
+    for (const auto& id : dropped) DropCache(id);
+    evicted_ += n;
+  }
   if (!r.ok()) spdlog::debug("cache eviction: {}", r.error);
   return n;
 }
