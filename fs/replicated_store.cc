@@ -399,8 +399,18 @@ replicator::ScrubReport ReplicatedStore::ScrubNow() {
     scrubbing_ = true;
   }
   replicator::ScrubReport report;
+  struct Cancelled {};
   try {
-    report = replicator_->Scrub();
+    // An unmount must not wait for a long scrub: the progress callback ends it.
+    report = replicator_->Scrub([this](std::uint64_t, std::uint64_t) {
+      std::lock_guard stop(stop_mu_);
+      if (stopping_) throw Cancelled{};
+    });
+  } catch (const Cancelled&) {
+    std::lock_guard lock(mu_);
+    scrubbing_ = false;
+    spdlog::info("scrub interrupted by the unmount");
+    return report;
   } catch (...) {
     std::lock_guard lock(mu_);
     scrubbing_ = false;
