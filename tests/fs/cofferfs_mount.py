@@ -7,12 +7,34 @@ resort), so a failing test never leaves a mount behind.
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 
 COFFERFS = os.environ.get("COFFERFS", "cofferfs")
 KEYTOOL = os.environ.get("COFFER_KEYTOOL", "coffer-keytool")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=20):
+    """Waits until something accepts connections on 127.0.0.1:port."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on port %d" % port)
 
 
 def make_key(path):

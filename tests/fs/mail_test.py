@@ -20,29 +20,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cofferfs_mount import Mount, TempArea  # noqa: E402
+from cofferfs_mount import Mount, TempArea, free_port, wait_port  # noqa: E402
 
 UID = GID = 5000
 USER, PASSWORD, DOMAIN = "alice", "s3cret-pw", "example.test"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("nothing listens on port %d" % port)
 
 
 def messages():

@@ -9,25 +9,16 @@ STATE_DIR (and refusing to when too few nodes answer). Everything on 127.0.0.1, 
 """
 import errno
 import os
-import socket
 import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cofferfs_mount import COFFERFS, KEYTOOL, Mount, TempArea  # noqa: E402
+from cofferfs_mount import COFFERFS, KEYTOOL, Mount, TempArea, free_port, wait_port  # noqa: E402
 
 NODE = os.environ.get("COFFER_NODE", "coffer-node")
 CTL = os.environ.get("COFFERCTL", "cofferctl")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Nodes:
@@ -65,14 +56,7 @@ class Nodes:
         log = open(self.area.path(name + ".log"), "ab")
         self.procs[name] = subprocess.Popen([NODE, "--config", self.area.path(name + ".toml")],
                                             stdout=log, stderr=log)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.ports[name]), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("node %s did not start" % name)
+        wait_port(self.ports[name], timeout=10)
 
     def kill(self, name):
         p = self.procs.pop(name, None)
