@@ -13,7 +13,6 @@ import random
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
