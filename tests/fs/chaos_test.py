@@ -28,7 +28,6 @@ Everything lives in one temp dir, binds 127.0.0.1 only and is stopped by PID. Ne
 tails of the cofferfs, node and Postfix logs are printed.
 """
 import base64
-import hashlib
 import os
 import pwd
 import random
@@ -504,15 +503,25 @@ def check_store(found, expected, sent, allowed_dups=(), what=""):
     return dups
 
 
-def store_digest(maildirs):
+def store_files(maildirs):
+    """Path -> content of every file in new/ and cur/."""
     out = {}
     for md in sorted(set(maildirs)):
         for sub in ("new", "cur"):
             d = os.path.join(md, sub)
             for name in os.listdir(d):
                 with open(os.path.join(d, name), "rb") as f:
-                    out[os.path.join(md, sub, name)] = hashlib.sha256(f.read()).hexdigest()
+                    out[os.path.join(md, sub, name)] = f.read()
     return out
+
+
+def describe_difference(a, b):
+    """Where two versions of a file differ (for failure messages)."""
+    n = min(len(a), len(b))
+    first = next((i for i in range(n) if a[i] != b[i]), n)
+    zeros = b[first:first + 64] == bytes(len(b[first:first + 64]))
+    return "%d bytes before, %d after, first difference at %d (chunk %d)%s" % (
+        len(a), len(b), first, first // 65536, ", zeros from there" if zeros else "")
 
 
 # ---- chaos --------------------------------------------------------------------------------------
@@ -593,7 +602,7 @@ class Chaos(threading.Thread):
             elif s is None and not n.alive():
                 n.start(wait=False)  # a restart that failed to bind: try again
         if self.force_double_at and now >= self.force_double_at or \
-                (now >= self.double_until and self.rnd.random() < 0.1):
+                (now >= self.double_until and self.rnd.random() < 0.07):
             self.force_double_at = 0
             self.double_until = now + self.rnd.uniform(2.0, 4.0)
             self.counts["double"] += 1
@@ -624,9 +633,17 @@ class Chaos(threading.Thread):
             if not n.alive():
                 n.start(wait=False)
         for n in self.nodes:
+            # play-dead off first: a silent node does not answer ping (ADMIN it does answer).
+            deadline = time.time() + 20
+            while True:
+                ok, text = n.play_dead("off")
+                if ok:
+                    break
+                check(time.time() < deadline, "play-dead off on %s: %s" % (n.id, text))
+                if not n.alive():
+                    n.start(wait=False)
+                time.sleep(0.3)
             n.wait_up()
-            ok, text = n.play_dead("off")
-            check(ok, "play-dead off on %s: %s" % (n.id, text))
             self.state[n.id] = None
 
 
@@ -654,15 +671,18 @@ class ChaosTest:
             self.expected[mid] = (rcpt, m)
         self.postfix.send([(rcpt, m) for _, rcpt, m in batch])
 
-    def wait_for(self, what, cond, timeout, interval=0.5):
+    def wait_for(self, what, cond, timeout, interval=0.5, detail=lambda: ""):
         deadline = time.time() + timeout
         while time.time() < deadline:
             self.log.poll()
+            bounced = self.log.all_bounced()
+            check(not bounced, "while waiting for %s: %d bounced: %s" % (what, len(bounced),
+                                                                        bounced[:5]))
             if cond():
                 return
             time.sleep(interval)
         self.log.poll()
-        check(cond(), "timed out after %ds waiting for %s" % (timeout, what))
+        check(cond(), "timed out after %ds waiting for %s %s" % (timeout, what, detail()))
 
     def wait_queue_empty(self, timeout):
         deadline = time.time() + timeout
@@ -727,7 +747,9 @@ class ChaosTest:
         say("defer: n2 and n3 killed -9; sending 3 messages to local(8), 3 to virtual(8)")
         self.submit(batch)
         self.wait_for("the deferral of all 6 messages",
-                      lambda: self.log.count(mids, "deferred") == len(mids), 60)
+                      lambda: self.log.count(mids, "deferred") == len(mids), 60,
+                      detail=lambda: {m: (self.log.mid_qid.get(m), self.log.statuses(m))
+                                      for m in mids})
         check(self.log.count(mids, "sent") == 0, "delivered with 2 of 3 nodes down: %s"
               % [self.log.statuses(m) for m in mids])
         check(not self.log.all_bounced(), "bounced: %s" % self.log.all_bounced())
@@ -845,11 +867,15 @@ class ChaosTest:
                       % (r.returncode, r.stdout, r.stderr))
                 time.sleep(1)
             say("crash: cofferctl status reports the outbox at 0")
+            r = ctl("verify", self.state, timeout=300)
+            check(r.returncode == 0, "cofferctl verify after the crash: rc=%d\n%s%s"
+                  % (r.returncode, r.stdout[-3000:], r.stderr[-2000:]))
+            say("crash: cofferctl verify: %s" % (r.stdout.strip().splitlines() or [""])[-1])
         say("crash: done in %.1fs" % (time.time() - t))
 
     def step_rebuild(self):
         t = time.time()
-        before = store_digest(self.postfix.maildirs.values())
+        before = store_files(self.postfix.maildirs.values())
         self.postfix.stop()
         rc = self.mount.stop()
         check(rc == 0, "cofferfs exited with %d at unmount" % rc)
@@ -860,13 +886,21 @@ class ChaosTest:
         say("rebuild: unmounted and deleted STATE_DIR; mounting a fresh one")
         self.mount_fs(timeout=300)
         say("rebuild: mounted in %.1fs" % (time.time() - t))
-        after = store_digest(self.postfix.maildirs.values())
+        after = store_files(self.postfix.maildirs.values())
+        say("rebuild: read all %d files back through the nodes in %.1fs"
+            % (len(after), time.time() - t))
         missing = sorted(set(before) - set(after))
         extra = sorted(set(after) - set(before))
         changed = sorted(p for p in before if p in after and before[p] != after[p])
+        again = store_files(self.postfix.maildirs.values()) if changed else {}
         check(not missing and not extra and not changed,
-              "rebuilt store differs: %d missing %s, %d extra %s, %d changed %s"
-              % (len(missing), missing[:5], len(extra), extra[:5], len(changed), changed[:5]))
+              "rebuilt store differs: %d missing %s, %d extra %s, %d changed:\n  %s"
+              % (len(missing), missing[:5], len(extra), extra[:5], len(changed),
+                 "\n  ".join("%s: %s; read again: %s" % (
+                     p, describe_difference(before[p], after[p]),
+                     "same as before" if again.get(p) == before[p] else
+                     describe_difference(before[p], again.get(p, b"")))
+                     for p in changed[:10])))
         self.check_all("rebuild", allowed_dups=self.allowed_dups)
         r = ctl("verify", self.state, timeout=300)
         check(r.returncode == 0, "cofferctl verify: rc=%d\n%s%s" % (r.returncode, r.stdout, r.stderr))
@@ -882,6 +916,13 @@ class ChaosTest:
         if self.postfix:
             print("---- postfix log ----")
             print(tail(self.postfix.log_path, 4000))
+            bad = {q for q, r in self.log.results.items() if any(s == "bounced" for _, s, _ in r)}
+            if bad:
+                print("---- postfix log of the bounced messages ----")
+                with open(self.postfix.log_path, errors="replace") as f:
+                    for line in f:
+                        if any(q in line for q in bad) or " warning: remove " in line:
+                            sys.stdout.write(line)
         if self.chaos and self.chaos.events:
             print("---- chaos events (last 40) ----")
             print("\n".join(self.chaos.events[-40:]))
@@ -898,10 +939,14 @@ class ChaosTest:
             self.mount.stop()
         for n in self.nodes:
             n.kill9()
-        self.area.close()
+        if self.failed and os.environ.get("COFFER_CHAOS_KEEP_ON_FAILURE") == "1":
+            say("kept " + self.area.dir)
+        else:
+            self.area.close()
 
     def run(self):
         ok = False
+        self.failed = True
         try:
             self.setup()
             if not LOCAL_ONLY:
@@ -910,6 +955,7 @@ class ChaosTest:
             self.step_crash()
             self.step_rebuild()
             ok = True
+            self.failed = False
         except (Failure, Exception) as e:
             print("FAIL: %s: %s" % (type(e).__name__, e), flush=True)
             import traceback
