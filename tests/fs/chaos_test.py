@@ -26,6 +26,12 @@ that cannot reach W nodes fails with EAGAIN, which Postfix local(8) and virtual(
 Everything lives in one temp dir, binds 127.0.0.1 only and is stopped by PID. Needs root,
 /dev/fuse and Postfix (scripts/setup.sh). Progress lines carry the elapsed time; on failure the
 tails of the cofferfs, node and Postfix logs are printed.
+
+Environment: COFFERFS, COFFER_KEYTOOL, COFFER_NODE, COFFERCTL (the programs);
+COFFER_CHAOS_MESSAGES (2000), COFFER_CHAOS_CRASH_MESSAGES (200), COFFER_CHAOS_MAX_SECONDS (150,
+the longest chaos phase), COFFER_CHAOS_SEED (printed at start: rerun a failure with it),
+COFFER_CHAOS_KEEP_ON_FAILURE=1 (keep the temp dir to look at), COFFER_CHAOS_LOCAL_ONLY=1 (a
+development aid: no replicator, the node steps are skipped; never used by the test suite).
 """
 import base64
 import os
@@ -492,7 +498,6 @@ def check_store(found, expected, sent, allowed_dups=(), what=""):
             if data != expected[mid][1]:
                 bad.append("%s: %s differs from what was submitted (%d vs %d bytes)"
                            % (mid, path, len(data), len(expected[mid][1])))
-        # It must be in its recipient's Maildir.
     unsent = [mid for mid in found if mid in expected and mid not in sent]
     for mid in unsent:
         bad.append("%s: in the store but never logged sent: %s" % (mid, [p for p, _ in found[mid]]))
