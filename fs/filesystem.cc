@@ -115,7 +115,6 @@ struct Filesystem::Undo {
   enum Kind {
     kUnname,   // a name `dir/name -> ino` was added: remove it again
     kRename,   // `ino` moved from `from_dir/from_name` to `dir/name`, replacing `replaced`
-    kRelink,   // the name `dir/name -> ino` was removed: give it back
   };
   Kind kind;
   std::uint64_t seq;
@@ -710,7 +709,6 @@ bool Filesystem::Undoable() const {
 void Filesystem::AddUndo(Undo undo) {
   if (!Undoable()) return;
   undo.seq = open_seq_;
-  if (undo.kind == Undo::kRelink) pinned_.insert(undo.ino);
   if (undo.replaced) pinned_.insert(undo.replaced);
   undo_.push_back(std::move(undo));
 }
@@ -719,7 +717,6 @@ void Filesystem::ReleaseUndo(std::uint64_t through_seq) {
   std::vector<std::uint64_t> unpinned;
   auto keep = std::remove_if(undo_.begin(), undo_.end(), [&](const Undo& u) {
     if (u.seq > through_seq) return false;
-    if (u.kind == Undo::kRelink) unpinned.push_back(u.ino);
     if (u.replaced) unpinned.push_back(u.replaced);
     return true;
   });
@@ -750,15 +747,6 @@ void Filesystem::ApplyUndo(const Undo& u) {
         DropLink(child);
         MaybeFree(child);
       }
-      return;
-    }
-    case Undo::kRelink: {
-      if (!child || named(dir, u.name) != 0 || child->dir) return;
-      PutEntry(dir, u.name, u.ino);
-      ++child->nlink;
-      child->ctime = now;
-      Touch(child);
-      TouchDir(dir, now);
       return;
     }
     case Undo::kRename: {
@@ -961,7 +949,10 @@ int Filesystem::Unlink(std::uint64_t parent, std::string_view name) {
   if (it == dir->dir->by_name.end()) return ENOENT;
   Inode* child = Find(it->second.ino);
   if (child && child->dir) return EISDIR;
-  if (child) AddUndo(Undo{Undo::kRelink, 0, dir->ino, std::string(name), child->ino, 0, {}, 0});
+  // A failed unlink is not rolled back: the name stays removed here and its tombstone waits in
+  // the outbox. Giving the name back would make Postfix, which removes its tmp file after a
+  // failed delivery and may reuse that name within the same second, bounce the next message
+  // with "File exists"; a removal that a lost box never sent only brings a deleted file back.
   RemoveEntry(dir, name);
   TouchDir(dir, Now());
   if (child) {
@@ -1321,7 +1312,7 @@ int Filesystem::StatFs(struct statvfs* out) {
 bool Filesystem::RebuildFromNodes(Remote* remote) {
   spdlog::info("the state directory holds no store: looking for one on the storage nodes");
   const auto started = std::chrono::steady_clock::now();
-  std::vector<crypto::ObjectId> records;
+  std::vector<Remote::Listed> records;
   bool have_meta = false;
   std::uint64_t max_hlc = 0, max_ino = 0, listed = 0, chunks = 0, tombstones = 0;
   Remote::ListSummary summary = remote->ListAll([&](const Remote::Listed& e) {
@@ -1334,8 +1325,8 @@ bool Filesystem::RebuildFromNodes(Remote* remote) {
       return;
     }
     switch (c) {
-      case IdClass::kMeta: have_meta = true; records.push_back(e.id); break;
-      case IdClass::kInode: case IdClass::kDirent: records.push_back(e.id); break;
+      case IdClass::kMeta: have_meta = true; records.push_back(e); break;
+      case IdClass::kInode: case IdClass::kDirent: records.push_back(e); break;
       case IdClass::kChunk: ++chunks; break;
     }
   });
@@ -1364,7 +1355,7 @@ bool Filesystem::RebuildFromNodes(Remote* remote) {
                             " answered");
   // The store meta first: if no node has one this key opens, the store is another key's.
   try {
-    remote->GetMany({crypto::ObjectId{}}, {});
+    remote->GetMany({Remote::Listed{}}, {});
   } catch (const Error& e) {
     if (summary.answered == summary.nodes)
       throw Error(EACCES, "the store on the storage nodes was made with another key: no node "
@@ -1372,11 +1363,24 @@ bool Filesystem::RebuildFromNodes(Remote* remote) {
                           ") authenticates");
     throw;
   }
-  auto fetched = remote->GetMany(records, [&](std::size_t done, std::size_t total) {
+  auto progress = [&](std::size_t done, std::size_t total) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
                             .count();
     spdlog::info("rebuild: fetched {} of {} records ({:.1f} s)", done, total, secs);
-  });
+  };
+  // Every record at the newest version some node listed: a replica that missed later writes
+  // does not count (the fetch fails over to one that has it, and repairs the old one).
+  std::vector<std::optional<std::string>> fetched;
+  try {
+    fetched = remote->GetMany(records, progress);
+  } catch (const Error& e) {
+    if (e.err() != EAGAIN) throw;
+    spdlog::warn("rebuild: {}; running a scrub to bring every replica to the newest version, "
+                 "then fetching again",
+                 e.what());
+    spdlog::info("rebuild: scrub: {}", remote->Converge());
+    fetched = remote->GetMany(records, progress);
+  }
   Batch batch;
   std::optional<std::string> meta_sealed;
   std::uint64_t inodes = 0, entries = 0, dropped = 0;
@@ -1387,7 +1391,7 @@ bool Filesystem::RebuildFromNodes(Remote* remote) {
   };
   for (std::size_t i = 0; i < records.size(); ++i) {
     if (!fetched[i]) continue;  // deleted meanwhile
-    const crypto::ObjectId& id = records[i];
+    const crypto::ObjectId& id = records[i].id;
     const std::string& sealed = *fetched[i];
     switch (Classify(id)) {
       case IdClass::kMeta:

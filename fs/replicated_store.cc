@@ -512,7 +512,17 @@ Remote::ListSummary ReplicatedStore::ListAll(const std::function<void(const List
     std::string after;
     try {
       while (true) {
-        replicator::wire::ListReply page = replicator_->List(node, after);
+        // A node that just came back may still be reconnecting: a few short retries.
+        replicator::wire::ListReply page;
+        for (int attempt = 0;; ++attempt) {
+          try {
+            page = replicator_->List(node, after);
+            break;
+          } catch (const Error& e) {
+            if (attempt >= 5 || e.err() != EAGAIN) throw;
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          }
+        }
         for (const auto& e : page.entries()) {
           auto id = IdFromKey(e.id());
           if (!id) continue;
@@ -543,9 +553,18 @@ Remote::ListSummary ReplicatedStore::ListAll(const std::function<void(const List
   return summary;
 }
 
+std::string ReplicatedStore::Converge() {
+  replicator::ScrubReport r = ScrubNow();
+  return std::to_string(r.checked) + " objects checked, " + std::to_string(r.repaired) +
+         " repaired, " + std::to_string(r.unreachable) + " with a replica on an unreachable node";
+}
+
 std::vector<std::optional<std::string>> ReplicatedStore::GetMany(
-    const std::vector<crypto::ObjectId>& ids,
+    const std::vector<Listed>& wanted,
     const std::function<void(std::size_t, std::size_t)>& progress) {
+  std::vector<crypto::ObjectId> ids;
+  ids.reserve(wanted.size());
+  for (const auto& w : wanted) ids.push_back(w.id);
   std::vector<std::optional<std::string>> out(ids.size());
   std::mutex m;
   std::condition_variable cv;
@@ -569,7 +588,7 @@ std::vector<std::optional<std::string>> ReplicatedStore::GetMany(
       --in_flight;
       ++done;
       cv.notify_all();
-    });
+    }, replicator::Version{wanted[i].hlc, wanted[i].box});
     if (progress && Clock::now() - last > std::chrono::seconds(2)) {
       last = Clock::now();
       std::size_t d;

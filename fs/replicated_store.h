@@ -73,8 +73,9 @@ class ReplicatedStore : public Store, public Remote {
   // Remote.
   ListSummary ListAll(const std::function<void(const Listed&)>& fn) override;
   std::vector<std::optional<std::string>> GetMany(
-      const std::vector<crypto::ObjectId>& ids,
+      const std::vector<Listed>& wanted,
       const std::function<void(std::size_t, std::size_t)>& progress) override;
+  std::string Converge() override;
   std::optional<std::string> GetLocal(Table table, std::string_view key) override {
     return local_->Get(table, key);
   }

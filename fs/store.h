@@ -71,12 +71,15 @@ class Remote {
   // Walks every node's listing and calls `fn` once per id with its newest version, from this
   // thread. Nodes that do not answer are counted out of `answered`.
   virtual ListSummary ListAll(const std::function<void(const Listed&)>& fn) = 0;
-  // Fetches verified copies of `ids` (many in flight). A result is nullopt for an id that no
-  // node holds or holds as a tombstone. Throws coffer::Error(EAGAIN) naming the first id no
+  // Fetches verified copies of `wanted` (many in flight), each at least at its listed version
+  // (hlc, box): an older replica does not count. A result is nullopt for an id that no node
+  // holds or holds as a tombstone. Throws coffer::Error(EAGAIN) naming the first object no
   // replica could serve. `progress(done, total)` is called now and then.
   virtual std::vector<std::optional<std::string>> GetMany(
-      const std::vector<crypto::ObjectId>& ids,
+      const std::vector<Listed>& wanted,
       const std::function<void(std::size_t, std::size_t)>& progress) = 0;
+  // Brings every replica to the newest version (a scrub); returns a one-line summary.
+  virtual std::string Converge() = 0;
   // The local row only (no fetch from the nodes).
   virtual std::optional<std::string> GetLocal(Table table, std::string_view key) = 0;
   // Digest of sealed bytes as listings report it.

@@ -409,9 +409,10 @@ PutResult Replicator::Delete(const crypto::ObjectId& id, const Version& version)
 // Reads
 
 struct Replicator::GetOp {
-  enum Outcome { kPending, kGood, kMissing, kCorrupt, kFailed };
+  enum Outcome { kPending, kGood, kMissing, kCorrupt, kFailed, kOlder };
   std::mutex mu;
   crypto::ObjectId id{};
+  Version min_version;
   std::vector<std::size_t> order;
   std::vector<Outcome> outcome;
   std::vector<Version> versions;
@@ -424,9 +425,11 @@ struct Replicator::GetOp {
   std::function<void(GetResult&&)> done;
 };
 
-void Replicator::GetAsync(const crypto::ObjectId& id, std::function<void(GetResult&&)> done) {
+void Replicator::GetAsync(const crypto::ObjectId& id, std::function<void(GetResult&&)> done,
+                          Version min_version) {
   auto op = std::make_shared<GetOp>();
   op->id = id;
+  op->min_version = min_version;
   op->order = ReadOrder(id);
   op->outcome.assign(op->order.size(), GetOp::kPending);
   op->versions.assign(op->order.size(), Version{});
@@ -483,7 +486,11 @@ void Replicator::OnGetReply(const std::shared_ptr<GetOp>& op, std::size_t slot, 
     } else {
       object = FromWireObject(std::move(*res->mutable_object()));
       if (object && object->id == op->id && Verify(*object)) {
-        outcome = GetOp::kGood;
+        outcome = object->version < op->min_version ? GetOp::kOlder : GetOp::kGood;
+        if (outcome == GetOp::kOlder) {
+          error = "node " + options_.nodes[node].id + ": only version " +
+                  object->version.ToString() + ", older than " + op->min_version.ToString();
+        }
       } else {
         ++verify_failures_;
         outcome = GetOp::kCorrupt;
@@ -506,6 +513,10 @@ void Replicator::OnGetReply(const std::shared_ptr<GetOp>& op, std::size_t slot, 
     --op->outstanding;
     op->outcome[slot] = outcome;
     if (!error.empty()) op->errors.push_back(error);
+    if (outcome == GetOp::kOlder) {
+      op->versions[slot] = object->version;
+      if (!op->best || op->best->version < object->version) op->best = *object;
+    }
     if (outcome == GetOp::kGood) {
       op->versions[slot] = object->version;
       if (!op->best || op->best->version < object->version) op->best = *object;
@@ -547,7 +558,8 @@ void Replicator::RepairAfterGet(const std::shared_ptr<GetOp>& op) {
   const Object& best = *op->best;
   for (std::size_t slot = 0; slot < op->next; ++slot) {
     auto o = op->outcome[slot];
-    bool stale = o == GetOp::kGood && op->versions[slot] < best.version;
+    bool stale =
+        (o == GetOp::kGood || o == GetOp::kOlder) && op->versions[slot] < best.version;
     if (o == GetOp::kMissing || o == GetOp::kCorrupt || stale) {
       spdlog::info("object {}: repairing node {} ({})", crypto::ToHex(best.id),
                    options_.nodes[op->order[slot]].id,

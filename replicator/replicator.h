@@ -132,7 +132,10 @@ class Replicator {
   PutResult Delete(const crypto::ObjectId& id, const Version& version);
 
   GetResult Get(const crypto::ObjectId& id);
-  void GetAsync(const crypto::ObjectId& id, std::function<void(GetResult&&)> done);
+  // `min_version`: a copy older than this counts as missing (fail over to the next replica;
+  // kUnavailable when no replica has it), e.g. the version a listing showed as the newest.
+  void GetAsync(const crypto::ObjectId& id, std::function<void(GetResult&&)> done,
+                Version min_version = {});
 
   // One page of node `node`'s ids after `after` (empty: from the start). Throws coffer::Error
   // (EAGAIN) if the node does not answer.
