@@ -41,14 +41,13 @@ import re
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cofferfs_mount import KEYTOOL, Mount, TempArea  # noqa: E402
+from cofferfs_mount import KEYTOOL, Mount, TempArea, free_port, wait_port  # noqa: E402
 
 COFFER_NODE = os.environ.get("COFFER_NODE", "coffer-node")
 COFFERCTL = os.environ.get("COFFERCTL", "cofferctl")
@@ -78,25 +77,6 @@ class Failure(Exception):
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise Failure("nothing listens on port %d" % port)
 
 
 def tail(path, n=4000):
