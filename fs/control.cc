@@ -129,8 +129,12 @@ void ControlServer::Loop() {
         handled = std::string("err ") + e.what();
       }
       std::string reply = (handled ? *handled : HandleControlCommand(line, state_)) + "\n";
+      // Play-dead switches are loud (a mount that fails on purpose must show in the log);
+      // status, verify and scrub are ordinary requests.
       if (line == "status") {
         spdlog::debug("control: '{}' -> {}", line, reply.substr(0, reply.size() - 1));
+      } else if (handled) {
+        spdlog::info("control: '{}' -> {}", line, reply.substr(0, reply.size() - 1));
       } else {
         spdlog::warn("control: '{}' -> {}", line, reply.substr(0, reply.size() - 1));
       }
