@@ -823,6 +823,9 @@ int Filesystem::WaitDurable(std::unique_lock<std::mutex>& lock, bool local_only)
 
 int Filesystem::MaybeWaitNamespace(std::unique_lock<std::mutex>& lock, bool nodes) {
   if (!options_.sync_namespace) return 0;
+  // With storage nodes a create is made durable by the fsync, close or link that follows (the
+  // nodes, not the local disk, are what makes anything durable there): no commit to wait for.
+  if (!nodes && remote_ != nullptr) return 0;
   return WaitDurable(lock, /*local_only=*/!nodes);
 }
 

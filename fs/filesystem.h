@@ -232,9 +232,10 @@ class Filesystem {
   // `local_only`: wait only for the local commit (flow control of writes).
   int WaitDurable(std::unique_lock<std::mutex>& lock, bool local_only = false);
   // With `sync`: waits for the change to be durable. `nodes`: the durability contract covers
-  // it (rename, link, unlink, mkdir, rmdir, setattr); creating a file, node or symlink only
-  // waits for the local commit (its content and name reach the nodes with the next fsync, close
-  // or link: a delivery agent never sees a create fail because nodes are down).
+  // it (rename, link, unlink, mkdir, rmdir, setattr); creating a file, node or symlink waits
+  // for the local commit without nodes and for nothing with them (its content and name reach
+  // the nodes with the next fsync, close or link: a delivery agent never sees a create fail
+  // because nodes are down).
   int MaybeWaitNamespace(std::unique_lock<std::mutex>& lock, bool nodes = true);
   void CommitLoop();
   // Takes the pending changes as a sealed batch (under mu_).
