@@ -74,11 +74,17 @@ std::unique_ptr<ReplicatedStore> ReplicatedStore::Open(const std::string& dir,
 ReplicatedStore::~ReplicatedStore() { Stop(); }
 
 void ReplicatedStore::LoadState() {
+  std::size_t damaged = 0;
   local_->Scan(Table::kOutbox, [&](std::string_view key, std::string_view value) {
     auto id = IdFromKey(key);
     proto::OutboxEntry e;
-    if (!id || !e.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-      throw Error(EBADMSG, "damaged outbox entry in the store");
+    // An entry only says what to send (the bytes are in their own table): a damaged one is
+    // dropped with an error rather than keeping the mailstore from mounting; verify and scrub
+    // show what the nodes then lack.
+    if (!id || !e.ParseFromArray(value.data(), static_cast<int>(value.size())) ||
+        e.table() > static_cast<std::uint32_t>(Table::kChunks) || e.key().size() > 64) {
+      ++damaged;
+      return;
     }
     Pending p;
     p.seq = e.seq();
@@ -96,6 +102,11 @@ void ReplicatedStore::LoadState() {
     auto id = IdFromKey(key);
     if (id) TouchCache(*id, value.size());
   });
+  if (damaged) {
+    spdlog::error("{} damaged outbox entries ignored: run `cofferctl verify` to see what the "
+                  "storage nodes lack",
+                  damaged);
+  }
   if (!outbox_.empty()) {
     spdlog::warn("{} changes from before the restart are not yet on enough storage nodes; "
                  "replaying them",

@@ -306,6 +306,23 @@ TEST_F(ReplicatedFsTest, DegradedQueueAcceptsAndTheOutboxDrainsAcrossARestart) {
   EXPECT_EQ(Read(Ino(Ino(Ino(kRootIno, "carol"), "new"), "q1")), "queued\n");
 }
 
+TEST_F(ReplicatedFsTest, DamagedOutboxEntriesDoNotKeepTheStoreFromMounting) {
+  Mount("box");
+  MakeMaildir("hank");
+  WaitOutboxEmpty();
+  fs_.reset();
+  {
+    auto raw = LmdbStore::Open(dir_ / "box");
+    std::string id(16, '\x07');
+    raw->Commit({Mutation{Table::kOutbox, id, std::string("\x10\x63garbage"), std::nullopt},
+                 Mutation{Table::kOutbox, std::string(16, '\x08'), std::string("\xff\xff"),
+                          std::nullopt}});
+  }
+  Mount("box");
+  EXPECT_NE(Ino(kRootIno, "hank"), 0u);
+  EXPECT_EQ(store_->OutboxSize(), 0u);
+}
+
 TEST_F(ReplicatedFsTest, EvictedChunksAreReadFromTheNodes) {
   Mount("box", false, /*cache_limit=*/256 << 10);
   std::uint64_t md = MakeMaildir("dave");
