@@ -47,7 +47,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cofferfs_mount import KEYTOOL, Mount, TempArea, free_port, wait_port  # noqa: E402
+from cofferfs_mount import KEYTOOL, Mount, TempArea, free_port, kill_pidfile, wait_port  # noqa: E402
 
 COFFER_NODE = os.environ.get("COFFER_NODE", "coffer-node")
 COFFERCTL = os.environ.get("COFFERCTL", "cofferctl")
@@ -88,22 +88,6 @@ def tail(path, n=4000):
             return f.read().decode(errors="replace")
     except OSError as e:
         return "(%s)" % e
-
-
-def kill_pidfile(path):
-    try:
-        with open(path) as f:
-            pid = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            os.kill(pid, 0)
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 # ---- storage nodes ------------------------------------------------------------------------------

@@ -37,6 +37,23 @@ def wait_port(port, timeout=20):
     raise RuntimeError("nothing listens on port %d" % port)
 
 
+def kill_pidfile(path):
+    """Stops the process whose PID is the first word of `path` (SIGTERM, SIGKILL after 5 s)."""
+    try:
+        with open(path) as f:
+            pid = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def make_key(path):
     subprocess.run([KEYTOOL, "init", "-k", path, "--no-passphrase"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

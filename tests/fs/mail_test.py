@@ -11,7 +11,6 @@ import os
 import poplib
 import random
 import shutil
-import signal
 import smtplib
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cofferfs_mount import Mount, TempArea, free_port, wait_port  # noqa: E402
+from cofferfs_mount import Mount, TempArea, free_port, kill_pidfile, wait_port  # noqa: E402
 
 UID = GID = 5000
 USER, PASSWORD, DOMAIN = "alice", "s3cret-pw", "example.test"
@@ -67,27 +66,12 @@ class MailSoftwareTest(unittest.TestCase):
         if self.postfix_dir:
             subprocess.run(["postfix", "-c", self.postfix_dir, "stop"], capture_output=True)
             pid_file = os.path.join(self.area.path("pfspool"), "pid", "master.pid")
-            self.kill_pidfile(pid_file)
+            kill_pidfile(pid_file)
         if self.dovecot_conf:
-            self.kill_pidfile(self.area.path("dovecot-run", "master.pid"))
+            kill_pidfile(self.area.path("dovecot-run", "master.pid"))
         time.sleep(0.3)
         self.mount.stop()
         self.area.close()
-
-    def kill_pidfile(self, path):
-        try:
-            with open(path) as f:
-                pid = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                os.kill(pid, 0)
-                time.sleep(0.1)
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     # ---- Postfix ----
     def start_postfix(self):
