@@ -18,16 +18,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string IdKey(const crypto::ObjectId& id) {
-  return std::string(reinterpret_cast<const char*>(id.data()), id.size());
-}
-
-std::optional<crypto::ObjectId> IdFromKey(std::string_view key) {
-  crypto::ObjectId id{};
-  if (key.size() != id.size()) return std::nullopt;
-  std::memcpy(id.data(), key.data(), id.size());
-  return id;
-}
+// Local keys of the chunk and outbox tables are the 16 id bytes, as on the wire.
+using replicator::IdString;
+using replicator::IdFromString;
 
 std::int64_t UnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -76,7 +69,7 @@ ReplicatedStore::~ReplicatedStore() { Stop(); }
 void ReplicatedStore::LoadState() {
   std::size_t damaged = 0;
   local_->Scan(Table::kOutbox, [&](std::string_view key, std::string_view value) {
-    auto id = IdFromKey(key);
+    auto id = IdFromString(key);
     proto::OutboxEntry e;
     // An entry only says what to send (the bytes are in their own table): a damaged one is
     // dropped with an error rather than keeping the mailstore from mounting; verify and scrub
@@ -99,7 +92,7 @@ void ReplicatedStore::LoadState() {
     outbox_[*id] = std::move(p);
   });
   local_->Scan(Table::kChunks, [&](std::string_view key, std::string_view value) {
-    auto id = IdFromKey(key);
+    auto id = IdFromString(key);
     if (id) TouchCache(*id, value.size());
   });
   if (damaged) {
@@ -117,7 +110,7 @@ void ReplicatedStore::LoadState() {
 std::optional<std::string> ReplicatedStore::Get(Table table, std::string_view key) {
   auto value = local_->Get(table, key);
   if (table != Table::kChunks) return value;
-  auto id = IdFromKey(key);
+  auto id = IdFromString(key);
   if (!id) return value;
   {
     std::lock_guard lock(mu_);
@@ -148,7 +141,7 @@ void ReplicatedStore::Scan(Table table,
 }
 
 void ReplicatedStore::TouchCache(const crypto::ObjectId& id, std::size_t size) {
-  std::string key = IdKey(id);
+  std::string key = IdString(id);
   auto [it, inserted] = cache_.try_emplace(key);
   if (!inserted) {
     lru_.erase({it->second.tick, key});
@@ -161,7 +154,7 @@ void ReplicatedStore::TouchCache(const crypto::ObjectId& id, std::size_t size) {
 }
 
 void ReplicatedStore::DropCache(const crypto::ObjectId& id) {
-  auto it = cache_.find(IdKey(id));
+  auto it = cache_.find(IdString(id));
   if (it == cache_.end()) return;
   lru_.erase({it->second.tick, it->first});
   cache_bytes_ -= it->second.size;
@@ -174,13 +167,13 @@ void ReplicatedStore::LocalCommit(Batch batch) {
   {
     std::lock_guard lock(mu_);
     for (const auto& [id, version] : acked_) {
-      if (!outbox_.count(id)) batch.push_back(Mutation{Table::kOutbox, IdKey(id), std::nullopt, {}});
+      if (!outbox_.count(id)) batch.push_back(Mutation{Table::kOutbox, IdString(id), std::nullopt, {}});
     }
     acked_.clear();
     fetched.swap(fetched_);
   }
   for (auto& [id, sealed] : fetched) {
-    batch.push_back(Mutation{Table::kChunks, IdKey(id), std::move(sealed), {}});
+    batch.push_back(Mutation{Table::kChunks, IdString(id), std::move(sealed), {}});
   }
   if (batch.empty()) return;
   local_->Commit(batch);
@@ -197,7 +190,7 @@ CommitResult ReplicatedStore::Commit(const Batch& batch) {
     const std::int64_t now = UnixMs();
     for (const Mutation& m : batch) {
       if (m.table == Table::kChunks) {
-        if (auto id = IdFromKey(m.key)) {
+        if (auto id = IdFromString(m.key)) {
           if (m.value) {
             TouchCache(*id, m.value->size());
           } else {
@@ -227,7 +220,7 @@ CommitResult ReplicatedStore::Commit(const Batch& batch) {
       e.mutable_version()->set_box_id(p.version.box_id);
       e.set_tombstone(p.tombstone);
       e.set_queued_unix_ms(p.queued_ms);
-      local.push_back(Mutation{Table::kOutbox, IdKey(id), e.SerializeAsString(), {}});
+      local.push_back(Mutation{Table::kOutbox, IdString(id), e.SerializeAsString(), {}});
       outbox_seqs_.insert(seq);
       outbox_[id] = std::move(p);
       acked_.erase(id);
@@ -364,7 +357,7 @@ std::size_t ReplicatedStore::EvictNow() {
     std::uint64_t sum = 0;
     for (const auto& [tick, key] : lru_) {
       if (sum >= goal || candidates.size() >= 512) break;
-      auto id = IdFromKey(key);
+      auto id = IdFromString(key);
       if (!id || outbox_.count(*id) || fetched_.count(*id)) continue;
       candidates.push_back(*id);
       sum += cache_.at(key).size;
@@ -373,7 +366,7 @@ std::size_t ReplicatedStore::EvictNow() {
   if (candidates.empty()) return 0;
   std::vector<replicator::Object> objects;
   for (const auto& id : candidates) {
-    auto sealed = local_->Get(Table::kChunks, IdKey(id));
+    auto sealed = local_->Get(Table::kChunks, IdString(id));
     if (!sealed) continue;
     replicator::Object o;
     o.id = id;
@@ -389,7 +382,7 @@ std::size_t ReplicatedStore::EvictNow() {
     std::lock_guard lock(mu_);
     for (std::size_t i = 0; i < objects.size(); ++i) {
       if (i >= r.stored.size() || !r.stored[i] || outbox_.count(objects[i].id)) continue;
-      drop.push_back(Mutation{Table::kChunks, IdKey(objects[i].id), std::nullopt, {}});
+      drop.push_back(Mutation{Table::kChunks, IdString(objects[i].id), std::nullopt, {}});
       dropped.push_back(objects[i].id);
     }
   }
@@ -535,7 +528,7 @@ Remote::ListSummary ReplicatedStore::ListAll(const std::function<void(const List
           }
         }
         for (const auto& e : page.entries()) {
-          auto id = IdFromKey(e.id());
+          auto id = IdFromString(e.id());
           if (!id) continue;
           replicator::Version v{e.version().hlc(), e.version().box_id()};
           auto [it, inserted] = merged.try_emplace(e.id());
