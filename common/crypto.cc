@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -39,22 +40,31 @@ void EnsureSodium() {
 }
 
 constexpr std::string_view kObjectInfo = "coffer/v1/object";
-constexpr std::string_view kAadLabel = "coffer/v1/aad";
+constexpr std::string_view kAadLabelV1 = "coffer/v1/aad";
+constexpr std::string_view kAadLabelV2 = "coffer/v2/aad";
 
-// AAD = label || version (4, big-endian) || kind (1) || id (16) || epoch (4, big-endian).
+// Format 1: AAD = label || format (4, big-endian) || kind (1) || id (16) || epoch (4).
+// Format 2: AAD = label || format (4) || kind (1) || id (16) || epoch (4) || hlc (8) || box (8).
 // A MAC input, not a stored format: it only has to be unambiguous, which fixed sizes make it.
-std::string MakeAad(std::uint32_t version, ObjectKind kind, const ObjectId& id,
-                    std::uint32_t epoch) {
-  std::string aad(kAadLabel);
-  auto put32 = [&aad](std::uint32_t v) {
-    for (int shift = 24; shift >= 0; shift -= 8) aad.push_back(static_cast<char>(v >> shift));
+std::string MakeAad(std::uint32_t format, ObjectKind kind, const ObjectId& id,
+                    std::uint32_t epoch, const ObjectVersion& version) {
+  std::string aad(format == kSealFormatV1 ? kAadLabelV1 : kAadLabelV2);
+  auto put = [&aad](std::uint64_t v, int bytes) {
+    for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8)
+      aad.push_back(static_cast<char>(v >> shift));
   };
-  put32(version);
+  put(format, 4);
   aad.push_back(static_cast<char>(kind));
   aad.append(reinterpret_cast<const char*>(id.data()), id.size());
-  put32(epoch);
+  put(epoch, 4);
+  if (format != kSealFormatV1) {
+    put(version.hlc, 8);
+    put(version.box_id, 8);
+  }
   return aad;
 }
+
+constexpr unsigned char kPadMarker = 0x80;
 
 // The per-object key lives in a per-thread buffer of locked memory for the duration of one
 // Seal/Open and is wiped right after. Allocating locked memory per call (sodium_malloc: mmap,
@@ -82,26 +92,38 @@ class ObjectKeyScope {
   SecretBytes* key_;
 };
 
-// The bytes of a sealed object that precede the ciphertext: fields 1-4 of SealedObject, then the
-// tag and length of field 5 (the ciphertext, always last). Seal writes exactly this and then
-// the ciphertext, so the object is a well-formed SealedObject built without copying the
-// ciphertext; Open accepts only this canonical encoding (see ParseSealed).
-std::string SealedPrefix(std::uint32_t version, std::uint32_t kind, std::uint32_t epoch,
-                         std::string_view nonce, std::size_t ciphertext_size) {
+// The bytes of a sealed object around the ciphertext, in protobuf's own field order: fields 1-4
+// and the tag and length of field 5 before it, fields 6-7 (format 2) after it. Seal writes
+// exactly prefix, ciphertext, suffix, so the object is the SealedObject that any protobuf
+// implementation serializes, built without copying the ciphertext; Open accepts only this
+// canonical encoding (see ParseSealed).
+struct Frame {
+  std::string prefix, suffix;
+};
+Frame SealedFrame(std::uint32_t format, std::uint32_t kind, std::uint32_t epoch,
+                  std::string_view nonce, const ObjectVersion& version,
+                  std::size_t ciphertext_size) {
   proto::SealedObject head;
-  head.set_version(version);
+  head.set_version(format);
   head.set_kind(kind);
   head.set_epoch(epoch);
   head.set_nonce(std::string(nonce));
-  std::string out = head.SerializeAsString();
+  Frame f;
+  f.prefix = head.SerializeAsString();
   using google::protobuf::internal::WireFormatLite;
   std::uint8_t frame[16];
   std::uint8_t* end = WireFormatLite::WriteTagToArray(
       proto::SealedObject::kCiphertextFieldNumber, WireFormatLite::WIRETYPE_LENGTH_DELIMITED,
       frame);
   end = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(ciphertext_size, end);
-  out.append(reinterpret_cast<const char*>(frame), static_cast<std::size_t>(end - frame));
-  return out;
+  f.prefix.append(reinterpret_cast<const char*>(frame), static_cast<std::size_t>(end - frame));
+  if (format != kSealFormatV1) {
+    proto::SealedObject tail;
+    tail.set_hlc(version.hlc);
+    tail.set_box_id(version.box_id);
+    f.suffix = tail.SerializeAsString();
+  }
+  return f;
 }
 
 }  // namespace
@@ -191,7 +213,7 @@ std::string Fingerprint(const MasterKey& master) {
 
 bool IsValidKind(std::uint32_t kind) noexcept {
   return kind >= static_cast<std::uint32_t>(ObjectKind::kChunk) &&
-         kind <= static_cast<std::uint32_t>(ObjectKind::kStoreMeta);
+         kind <= static_cast<std::uint32_t>(ObjectKind::kTombstone);
 }
 
 ObjectId RandomObjectId() {
@@ -249,24 +271,32 @@ const DerivedKeys* Keyring::Find(std::uint32_t epoch) const {
 }
 
 std::string Seal(const Keyring& keys, ObjectKind kind, const ObjectId& id, std::uint32_t epoch,
-                 std::string_view plaintext) {
+                 const ObjectVersion& version, std::string_view plaintext,
+                 std::size_t padded_size) {
   const DerivedKeys* derived = keys.Find(epoch);
   if (!derived) throw Error(EINVAL, "cannot seal under unknown key epoch " + std::to_string(epoch));
   if (!IsValidKind(static_cast<std::uint32_t>(kind))) throw Error(EINVAL, "invalid object kind");
-  if (plaintext.size() > kMaxSealedSize - 64) throw Error(EFBIG, "object too large to seal");
+  const std::size_t framed = std::max(plaintext.size() + 1, padded_size);
+  if (framed > kMaxSealedSize - 96) throw Error(EFBIG, "object too large to seal");
   ObjectKeyScope key(*derived, kind, id);
   std::string nonce = primitives::RandomString(kNonceSize);
-  std::string aad = MakeAad(kSealFormatVersion, kind, id, epoch);
-  const std::size_t ciphertext_size = plaintext.size() + kTagSize;
-  std::string out = SealedPrefix(kSealFormatVersion, static_cast<std::uint32_t>(kind), epoch,
-                                 nonce, ciphertext_size);
+  std::string aad = MakeAad(kSealFormatVersion, kind, id, epoch, version);
+  const std::size_t ciphertext_size = framed + kTagSize;
+  Frame f = SealedFrame(kSealFormatVersion, static_cast<std::uint32_t>(kind), epoch, nonce,
+                        version, ciphertext_size);
+  std::string out = std::move(f.prefix);
   const std::size_t offset = out.size();
-  out.resize(offset + ciphertext_size);
+  // The framed plaintext is built in the output buffer and encrypted in place.
+  out.reserve(offset + ciphertext_size + f.suffix.size());
+  out.resize(offset + ciphertext_size, '\0');
+  auto* dst = reinterpret_cast<CryptoPP::byte*>(out.data()) + offset;
+  if (!plaintext.empty()) std::memcpy(dst, plaintext.data(), plaintext.size());
+  dst[plaintext.size()] = kPadMarker;
   CryptoPP::GCM<CryptoPP::AES>::Encryption enc;
   enc.SetKeyWithIV(B(key.view()), kKeySize, B(nonce), kNonceSize);
-  auto* dst = reinterpret_cast<CryptoPP::byte*>(out.data()) + offset;
-  enc.EncryptAndAuthenticate(dst, dst + plaintext.size(), kTagSize, B(nonce), kNonceSize, B(aad),
-                             aad.size(), B(plaintext), plaintext.size());
+  enc.EncryptAndAuthenticate(dst, dst + framed, kTagSize, B(nonce), kNonceSize, B(aad),
+                             aad.size(), dst, framed);
+  out += f.suffix;
   return out;
 }
 
@@ -274,40 +304,77 @@ static std::optional<proto::SealedObject> ParseSealed(std::string_view sealed) {
   if (sealed.size() > kMaxSealedSize) return std::nullopt;
   proto::SealedObject msg;
   if (!msg.ParseFromArray(sealed.data(), static_cast<int>(sealed.size()))) return std::nullopt;
-  if (msg.version() != kSealFormatVersion || !IsValidKind(msg.kind()) ||
-      msg.nonce().size() != kNonceSize || msg.ciphertext().size() < kTagSize) {
+  const bool v1 = msg.version() == kSealFormatV1;
+  if ((!v1 && msg.version() != kSealFormatVersion) || !IsValidKind(msg.kind()) ||
+      msg.nonce().size() != kNonceSize || msg.ciphertext().size() < kTagSize ||
+      (v1 && msg.kind() == static_cast<std::uint32_t>(ObjectKind::kTombstone)) ||
+      (!v1 && msg.ciphertext().size() < kTagSize + 1)) {
     return std::nullopt;
   }
   // Accept exactly the bytes Seal() writes. Protobuf parsing alone also accepts appended fields
   // (a repeated field: the last one wins; unknown fields), reordered fields and over-long
   // varints, so the same object would have many encodings. Checking the small canonical prefix
-  // and the total size avoids copying the ciphertext.
-  std::string prefix = SealedPrefix(msg.version(), msg.kind(), msg.epoch(), msg.nonce(),
-                                    msg.ciphertext().size());
-  if (sealed.size() != prefix.size() + msg.ciphertext().size() ||
-      sealed.substr(0, prefix.size()) != prefix) {
+  // and suffix and the total size avoids comparing the ciphertext. (A format 1 object with
+  // fields 6 or 7 fails here too: its canonical form has neither.)
+  Frame f = SealedFrame(msg.version(), msg.kind(), msg.epoch(), msg.nonce(),
+                        ObjectVersion{msg.hlc(), msg.box_id()}, msg.ciphertext().size());
+  if (sealed.size() != f.prefix.size() + msg.ciphertext().size() + f.suffix.size() ||
+      sealed.substr(0, f.prefix.size()) != f.prefix ||
+      sealed.substr(sealed.size() - f.suffix.size()) != f.suffix) {
     return std::nullopt;
   }
   return msg;
 }
 
-std::optional<std::string> Open(const Keyring& keys, ObjectKind kind, const ObjectId& id,
-                                std::string_view sealed) {
+static std::optional<Opened> OpenImpl(const Keyring& keys, const ObjectId& id,
+                                      std::string_view sealed, std::optional<ObjectKind> want) {
   std::optional<proto::SealedObject> msg = ParseSealed(sealed);
-  if (!msg || msg->kind() != static_cast<std::uint32_t>(kind)) return std::nullopt;
+  if (!msg || (want && msg->kind() != static_cast<std::uint32_t>(*want))) return std::nullopt;
   const DerivedKeys* derived = keys.Find(msg->epoch());
   if (!derived) return std::nullopt;
+  const auto kind = static_cast<ObjectKind>(msg->kind());
+  const ObjectVersion version{msg->hlc(), msg->box_id()};
   ObjectKeyScope key(*derived, kind, id);
-  return primitives::GcmDecrypt(key.view(), msg->nonce(),
-                                MakeAad(msg->version(), kind, id, msg->epoch()),
-                                msg->ciphertext());
+  std::optional<std::string> plain = primitives::GcmDecrypt(
+      key.view(), msg->nonce(), MakeAad(msg->version(), kind, id, msg->epoch(), version),
+      msg->ciphertext());
+  if (!plain) return std::nullopt;
+  Opened out;
+  out.format = msg->version();
+  out.kind = kind;
+  out.epoch = msg->epoch();
+  if (out.format != kSealFormatV1) {
+    // Authenticated already; a bad frame means a sealing bug, not an attack, but is still no
+    // object of ours.
+    const std::size_t end = plain->find_last_not_of('\0');
+    if (end == std::string::npos || static_cast<unsigned char>((*plain)[end]) != kPadMarker)
+      return std::nullopt;
+    plain->resize(end);
+    out.version = version;
+  }
+  out.plaintext = std::move(*plain);
+  return out;
+}
+
+std::optional<Opened> OpenObject(const Keyring& keys, const ObjectId& id,
+                                 std::string_view sealed) {
+  return OpenImpl(keys, id, sealed, std::nullopt);
+}
+
+std::optional<std::string> Open(const Keyring& keys, ObjectKind kind, const ObjectId& id,
+                                std::string_view sealed) {
+  std::optional<Opened> opened = OpenImpl(keys, id, sealed, kind);
+  if (!opened) return std::nullopt;
+  return std::move(opened->plaintext);
 }
 
 std::optional<SealedInfo> Inspect(std::string_view sealed) {
   std::optional<proto::SealedObject> msg = ParseSealed(sealed);
   if (!msg) return std::nullopt;
-  return SealedInfo{msg->version(), static_cast<ObjectKind>(msg->kind()), msg->epoch(),
-                    msg->ciphertext().size() - kTagSize};
+  SealedInfo info{msg->version(), static_cast<ObjectKind>(msg->kind()), msg->epoch(),
+                  msg->ciphertext().size() - kTagSize, std::nullopt};
+  if (info.format != kSealFormatV1) info.version = ObjectVersion{msg->hlc(), msg->box_id()};
+  return info;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,13 +6,23 @@
 // that a record key can never be passed where a data key is expected, and none of them can be
 // printed or logged (no formatter exists).
 //
-// Sealed object format, version 1 (frozen by tests/reference/):
-//   a SealedObject protocol buffer (common/crypto.proto) holding the format version, the
-//   object kind, the key epoch, a random 96-bit nonce and the AES-256-GCM ciphertext with its
-//   128-bit tag. The per-object key is HKDF-SHA256(kind's key, salt = "", info = "coffer/v1/object"
-//   || object id). The AAD binds "coffer/v1/aad", the format version, the kind, the object id and
-//   the epoch, so a node cannot swap objects, replay one under another id or kind, change its
-//   epoch or truncate it without Open() failing.
+// Sealed objects are SealedObject protocol buffers (common/crypto.proto) in one canonical
+// encoding (protobuf's own field order): the format version, the object kind, the key epoch, a
+// random 96-bit nonce, the AES-256-GCM ciphertext with its 128-bit tag and (format 2) the object
+// version. The
+// per-object key is HKDF-SHA256(kind's key, salt = "", info = "coffer/v1/object" || object id)
+// in both formats.
+//
+// Format 1 (frozen by tests/reference/v1, still read, no longer written): the AAD binds
+// "coffer/v1/aad", the format version, the kind, the object id and the epoch, so a node cannot
+// swap objects, replay one under another id or kind, change its epoch or truncate it.
+//
+// Format 2 (written now; tests/reference/v2): the AAD also binds the object's version (HLC and
+// writing box), which the header carries in clear. A storage node can therefore not serve an old
+// copy as a newer version, nor make up a version: the version a box believes is the version a
+// box with the key wrote. Deletes are sealed objects too (kind kTombstone), so a node cannot forge
+// one. The plaintext is framed as payload || 0x80 || 0x00..., padded inside the AEAD to the size
+// the caller asks for, so a node cannot strip or alter the padding.
 #pragma once
 
 #include <array>
@@ -30,7 +40,8 @@ inline constexpr std::size_t kKeySize = 32;
 inline constexpr std::size_t kNonceSize = 12;
 inline constexpr std::size_t kTagSize = 16;
 inline constexpr std::size_t kObjectIdSize = 16;
-inline constexpr std::uint32_t kSealFormatVersion = 1;
+inline constexpr std::uint32_t kSealFormatV1 = 1;
+inline constexpr std::uint32_t kSealFormatVersion = 2;  // the format Seal() writes
 // Upper bound on one sealed object (plaintext + overhead) that Open() will look at.
 inline constexpr std::size_t kMaxSealedSize = std::size_t{64} << 20;
 
@@ -120,6 +131,7 @@ enum class ObjectKind : std::uint8_t {
   kInodeRecord = 2,
   kDirEntry = 3,
   kStoreMeta = 4,
+  kTombstone = 5,  // a delete (format 2 and later), sealed with the record key
 };
 bool IsValidKind(std::uint32_t kind) noexcept;
 
@@ -129,6 +141,14 @@ std::string ToHex(std::string_view bytes);
 std::string ToHex(const ObjectId& id);
 // nullopt unless `hex` is exactly 2 * kObjectIdSize hex digits.
 std::optional<ObjectId> ObjectIdFromHex(std::string_view hex);
+
+// The version of an object (DESIGN.md "Versions"): hybrid logical clock, then the id of the box
+// that wrote it, ordered lexicographically. Format 2 binds it into the AAD.
+struct ObjectVersion {
+  std::uint64_t hlc = 0;
+  std::uint64_t box_id = 0;
+  friend auto operator<=>(const ObjectVersion&, const ObjectVersion&) = default;
+};
 
 // The unlocked keys of every epoch of a key file. Thread-compatible: fill it once at start-up,
 // then share it const between threads (Seal/Open only read it).
@@ -148,25 +168,44 @@ class Keyring {
   std::map<std::uint32_t, DerivedKeys> epochs_;
 };
 
-// Seals `plaintext` as object `id` of `kind` under `epoch` (which must be in `keys`) with a fresh
-// random nonce. Thread-safe for a const Keyring. Throws coffer::Error: EINVAL for an unknown
+// Seals `plaintext` as object `id` of `kind` at `version` under `epoch` (which must be in `keys`)
+// with a fresh random nonce, in format 2. The framed plaintext is padded with zeros to
+// `padded_size` bytes when that is larger than payload + 1 (0: no padding beyond the one
+// framing byte). Thread-safe for a const Keyring. Throws coffer::Error: EINVAL for an unknown
 // epoch or kind, EFBIG for a plaintext that would not fit in kMaxSealedSize.
 std::string Seal(const Keyring& keys, ObjectKind kind, const ObjectId& id, std::uint32_t epoch,
-                 std::string_view plaintext);
+                 const ObjectVersion& version, std::string_view plaintext,
+                 std::size_t padded_size = 0);
 
-// Opens a sealed object that claims to be object `id` of `kind`. Returns nullopt if anything is
-// wrong: unknown format version, malformed or non-canonical encoding (only the exact bytes Seal
-// writes are accepted: no appended, repeated or reordered fields), wrong kind, id or epoch,
-// unknown epoch, truncation, or any modified byte. Never throws for bad input.
+// What an authenticated object says about itself.
+struct Opened {
+  std::string plaintext;                 // without the padding
+  std::uint32_t format = 0;              // kSealFormatV1 or kSealFormatVersion
+  ObjectKind kind = ObjectKind::kChunk;
+  std::uint32_t epoch = 0;
+  std::optional<ObjectVersion> version;  // authenticated; format 1 objects carry none
+};
+
+// Opens a sealed object that claims to be object `id` (any kind, any supported format). Returns
+// nullopt if anything is wrong: unknown format version, malformed or non-canonical encoding (only
+// the exact bytes Seal writes are accepted: no appended, repeated or reordered fields), wrong id,
+// kind, epoch or version, unknown epoch, truncation, bad padding, or any modified byte. Never
+// throws for bad input.
+std::optional<Opened> OpenObject(const Keyring& keys, const ObjectId& id,
+                                 std::string_view sealed);
+
+// The same for an object that must be of `kind`; returns the plaintext only.
 std::optional<std::string> Open(const Keyring& keys, ObjectKind kind, const ObjectId& id,
                                 std::string_view sealed);
 
-// What can be read from a sealed object without a key (for scrub and re-sealing on rotation).
+// What can be read from a sealed object without a key (for scrub, eviction and re-sealing on
+// rotation). Nothing here is authenticated until the object was opened.
 struct SealedInfo {
-  std::uint32_t version;
+  std::uint32_t format;
   ObjectKind kind;
   std::uint32_t epoch;
-  std::size_t plaintext_size;
+  std::size_t payload_size;              // ciphertext minus tag: padded plaintext (format 2)
+  std::optional<ObjectVersion> version;  // format 2 only
 };
 std::optional<SealedInfo> Inspect(std::string_view sealed);
 

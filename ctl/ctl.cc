@@ -23,6 +23,7 @@
 #include "common/crypto.h"
 #include "common/error.h"
 #include "common/keyfile.h"
+#include "fs/object_verifier.h"
 #include "replicator/curve.h"
 #include "replicator/handler.h"
 #include "replicator/replicator_config.h"
@@ -94,11 +95,12 @@ int NodeMain(const NodeArgs& a, Io& io) {
     for (const auto& m : a.mode) text += (text.empty() ? "" : " ") + m;
     auto p = rep::ParsePlayDead(text);
     if (!p) {
-      io.err << "cofferctl: play-dead MODE is off|silent|refuse|corrupt|slow MS\n";
+      io.err << "cofferctl: play-dead MODE is " << rep::kPlayDeadModes << "\n";
       return kExitUsage;
     }
     req.mutable_admin()->set_play_dead(p->mode);
     req.mutable_admin()->set_slow_ms(p->slow_ms);
+    req.mutable_admin()->set_offset_ms(p->offset_ms);
   } else {
     io.err << "cofferctl: node: unknown action " << a.action << " (stat|ping|play-dead)\n";
     return kExitUsage;
@@ -154,7 +156,7 @@ int NodeMain(const NodeArgs& a, Io& io) {
 
 struct ScrubArgs {
   std::string config;
-  std::string key_file;  // optional: verify with the key (GCM); otherwise structure + majority
+  std::string key_file;  // optional: authenticate with the key and repair; otherwise report only
   bool quiet = false;
 };
 
@@ -170,19 +172,16 @@ int ScrubMain(const ScrubArgs& a, Io& io) {
     io.err << "cofferctl: " << e.what() << "\n";
     return kExitConfig;
   }
+  // Without the key nothing a node lists can be authenticated: a lying node could make such a
+  // scrub spread forged tombstones or old versions. It only reports what differs.
   if (keyring) {
-    const crypto::Keyring* k = &*keyring;
-    cfg.options.verifier = [k](const crypto::ObjectId& id, std::string_view sealed) {
-      auto info = crypto::Inspect(sealed);
-      return info && crypto::Open(*k, info->kind, id, sealed).has_value();
-    };
-  } else {
-    // Without the key only the structure can be checked; copies that differ are settled by
-    // majority of digests (see Replicator::Scrub).
-    cfg.options.verifier = [](const crypto::ObjectId&, std::string_view sealed) {
-      return crypto::Inspect(sealed).has_value();
-    };
+    cfg.options.verifier =
+        fs::MakeVerifier(std::make_shared<const crypto::Keyring>(std::move(*keyring)));
+  } else if (!a.quiet) {
+    io.err << "cofferctl: scrub without --key-file only reports: without the key nothing the "
+              "nodes list can be authenticated, so nothing is repaired\n";
   }
+  const bool repair = keyring.has_value();
   rep::Replicator replicator(std::move(cfg.options));
   // Let the connections come up before the first LIST.
   for (std::size_t i = 0; i < replicator.transport().size(); ++i) {
@@ -196,23 +195,40 @@ int ScrubMain(const ScrubArgs& a, Io& io) {
     }
   }
   auto start = std::chrono::steady_clock::now();
-  rep::ScrubReport report = replicator.Scrub([&](std::uint64_t done, std::uint64_t total) {
-    if (a.quiet) return;
-    if (io.progress_tty) {
-      io.err << "\rscrub: " << done << "/" << total << " objects" << std::flush;
-    } else {
-      io.err << "scrub: " << done << "/" << total << " objects\n";
-    }
-  });
+  rep::ScrubReport report = replicator.Scrub(
+      [&](std::uint64_t done, std::uint64_t total) {
+        if (a.quiet) return;
+        if (io.progress_tty) {
+          io.err << "\rscrub: " << done << "/" << total << " objects" << std::flush;
+        } else {
+          io.err << "scrub: " << done << "/" << total << " objects\n";
+        }
+      },
+      repair);
   if (!a.quiet && io.progress_tty) io.err << "\n";
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  io.out << "checked " << report.checked << ", repaired " << report.repaired << ", moved "
+  io.out << "checked " << report.checked << ", differing " << report.differing << ", repaired "
+         << report.repaired << ", moved "
          << report.moved << ", unreachable " << report.unreachable << ", unrecoverable "
          << report.unrecoverable << " (" << std::fixed << std::setprecision(1) << secs << " s"
-         << (keyring ? ", verified with the key" : ", structure and digests only") << ")\n";
+         << (repair ? ", verified with the key" : ", report only: no key to authenticate with")
+         << ")\n";
   for (const auto& n : report.unreachable_nodes) io.out << "node " << n << ": unreachable\n";
-  if (report.unrecoverable > 0) return kExitDataErr;
+  const auto stats = replicator.stats();
+  bool lying = false;
+  for (std::size_t i = 0; i < stats.nodes.size(); ++i) {
+    const auto& t = stats.nodes[i];
+    if (t.lies == 0 && t.corrupt == 0 && t.future == 0) continue;
+    io.out << "node " << replicator.transport().nodes()[i].id << ": ";
+    if (t.lies) io.out << "LYING (" << t.lies << " forged or rolled-back replies) ";
+    if (t.corrupt) io.out << t.corrupt << " copies that did not authenticate ";
+    if (t.future) io.out << t.future << " versions too far in the future";
+    io.out << "\n";
+    lying = lying || t.lies > 0;
+  }
+  if (report.unrecoverable > 0 || lying) return kExitDataErr;
   if (report.unreachable > 0 || !report.unreachable_nodes.empty()) return kExitTempFail;
+  if (!repair && report.differing > 0) return 1;  // found, not repaired
   return kExitOk;
 }
 
@@ -418,7 +434,11 @@ int VerifyMain(const FsArgs& a, Io& io) {
          << " pending in the outbox, " << f["missing"] << " missing, " << f["stale"]
          << " stale, " << f["corrupt"] << " differing, " << f["under_quorum"]
          << " on fewer than W nodes; " << f["extra"] << " records only on the nodes; "
-         << f["nodes_answered"] << " nodes answered\n";
+         << f["nodes_answered"] << " nodes answered";
+  if (!f["liars"].empty() && f["liars"] != "0") io.out << "; " << f["liars"] << " LYING nodes";
+  if (!f["unchecked"].empty() && f["unchecked"] != "0")
+    io.out << "; " << f["unchecked"] << " claims could not be checked";
+  io.out << "\n";
   while (!problems.empty()) {
     auto bar = problems.find(" | ");
     io.out << "  " << problems.substr(0, bar) << "\n";

@@ -278,10 +278,12 @@ void Filesystem::Initialise() {
   meta.set_box_id(box_id_);
   meta.set_created_unix(WallNs() / 1000000000);
   meta.set_chunk_size(chunk_size_);
-  std::string sealed = crypto::Seal(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{},
-                                    keys_.current_epoch(), meta.SerializeAsString());
+  std::string sealed =
+      crypto::Seal(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{}, keys_.current_epoch(),
+                   crypto::ObjectVersion{1, box_id_}, meta.SerializeAsString());
   // The store meta is object 0 on the nodes (version 1: written once, never replaced).
-  store_->Commit({Mutation{Table::kMeta, "meta", sealed, RemoteRef{crypto::ObjectId{}, 1, box_id_}},
+  store_->Commit({Mutation{Table::kMeta, "meta", sealed,
+                           RemoteRef{crypto::ObjectId{}, 1, box_id_, {}}},
                   Mutation{Table::kMeta, "fingerprint", fingerprint_, std::nullopt}});
   auto root = std::make_unique<Inode>();
   root->ino = kRootIno;
@@ -528,11 +530,12 @@ void Filesystem::SealChunk(Inode* inode, std::uint64_t index) {
   crypto::ObjectId id{};
   if (!it->second.empty()) {
     id = crypto::RandomObjectId();
-    std::string sealed =
-        crypto::Seal(keys_, crypto::ObjectKind::kChunk, id, keys_.current_epoch(), it->second);
+    const std::uint64_t hlc = Tick();
+    std::string sealed = crypto::Seal(keys_, crypto::ObjectKind::kChunk, id, keys_.current_epoch(),
+                                      crypto::ObjectVersion{hlc, box_id_}, it->second);
     pending_bytes_ += sealed.size();
     pending_chunks_.emplace(id, std::move(sealed));
-    chunk_hlc_[id] = Tick();
+    chunk_hlc_[id] = hlc;
   }
   inode->chunks[index] = id;
   if (!IsZero(old)) DeleteChunk(old);
@@ -563,6 +566,15 @@ void Filesystem::Truncate(Inode* inode, std::uint64_t size) {
 
 // ---- Commits ----
 
+std::string Filesystem::SealTombstone(const crypto::ObjectId& id, crypto::ObjectKind kind,
+                                      std::uint64_t hlc) const {
+  if (remote_ == nullptr) return {};  // a local store keeps no tombstones
+  proto::Tombstone t;
+  t.set_kind(static_cast<std::uint32_t>(kind));
+  return crypto::Seal(keys_, crypto::ObjectKind::kTombstone, id, keys_.current_epoch(),
+                      crypto::ObjectVersion{hlc, box_id_}, t.SerializeAsString());
+}
+
 Batch Filesystem::TakeBatch() {
   Batch batch;
   const std::uint32_t epoch = keys_.current_epoch();
@@ -570,8 +582,12 @@ Batch Filesystem::TakeBatch() {
     std::string key = BigEndian64(ino);
     Inode* inode = Find(ino);
     if (!inode) {
-      batch.push_back(Mutation{Table::kInodes, std::move(key), std::nullopt,
-                               RemoteRef{InodeId(ino), Tick(), box_id_}});
+      const crypto::ObjectId id = InodeId(ino);
+      const std::uint64_t hlc = Tick();
+      batch.push_back(
+          Mutation{Table::kInodes, std::move(key), std::nullopt,
+                   RemoteRef{id, hlc, box_id_,
+                             SealTombstone(id, crypto::ObjectKind::kInodeRecord, hlc)}});
       continue;
     }
     proto::InodeRecord rec;
@@ -595,24 +611,29 @@ Batch Filesystem::TakeBatch() {
     const crypto::ObjectId id = InodeId(ino);
     batch.push_back(Mutation{Table::kInodes, std::move(key),
                              crypto::Seal(keys_, crypto::ObjectKind::kInodeRecord, id, epoch,
+                                          crypto::ObjectVersion{inode->hlc, inode->version_box},
                                           rec.SerializeAsString()),
                              RemoteRef{id, inode->hlc, inode->version_box}});
   }
   for (auto& [key, change] : dirty_entries_) {
     const crypto::ObjectId id = IdFromBytes(std::string_view(key).substr(8));
-    RemoteRef ref{id, change.hlc, box_id_};
     if (change.value) {
       batch.push_back(Mutation{Table::kDirents, key,
                                crypto::Seal(keys_, crypto::ObjectKind::kDirEntry, id, epoch,
+                                            crypto::ObjectVersion{change.hlc, box_id_},
                                             *change.value),
-                               ref});
+                               RemoteRef{id, change.hlc, box_id_, {}}});
     } else {
-      batch.push_back(Mutation{Table::kDirents, key, std::nullopt, ref});
+      batch.push_back(Mutation{
+          Table::kDirents, key, std::nullopt,
+          RemoteRef{id, change.hlc, box_id_,
+                    SealTombstone(id, crypto::ObjectKind::kDirEntry, change.hlc)}});
     }
   }
   for (const auto& [id, hlc] : deleted_chunks_)
     batch.push_back(Mutation{Table::kChunks, std::string(IdBytes(id)), std::nullopt,
-                             RemoteRef{id, hlc, box_id_}});
+                             RemoteRef{id, hlc, box_id_,
+                                       SealTombstone(id, crypto::ObjectKind::kChunk, hlc)}});
   if (!dirty_inodes_.empty())
     batch.push_back(Mutation{Table::kMeta, "next_ino", BigEndian64(next_ino_), std::nullopt});
   dirty_inodes_.clear();
@@ -646,7 +667,7 @@ void Filesystem::CommitOnce(std::unique_lock<std::mutex>& lock) {
       all.reserve(batch.size() + chunks->size());
       for (const auto& [id, sealed] : *chunks)
         all.push_back(Mutation{Table::kChunks, std::string(IdBytes(id)), sealed,
-                               RemoteRef{id, chunk_hlc[id], box_id_}});
+                               RemoteRef{id, chunk_hlc[id], box_id_, {}}});
       for (auto& m : batch) all.push_back(std::move(m));
       result = store_->Commit(all);
     } catch (const Error& e) {
@@ -1315,91 +1336,111 @@ int Filesystem::StatFs(struct statvfs* out) {
 bool Filesystem::RebuildFromNodes(Remote* remote) {
   spdlog::info("the state directory holds no store: looking for one on the storage nodes");
   const auto started = std::chrono::steady_clock::now();
-  std::vector<Remote::Listed> records;
-  bool have_meta = false;
+  // Records with a live claim somewhere: what the rebuild resolves. An id every node lists as a
+  // tombstone has nothing to restore; one claim of a live version is enough to ask (a claimed
+  // tombstone over it is believed only once authenticated).
+  std::vector<replicator::Listed> records;
+  std::optional<replicator::Listed> meta_listed;
   std::uint64_t max_hlc = 0, max_ino = 0, listed = 0, chunks = 0, tombstones = 0;
-  Remote::ListSummary summary = remote->ListAll([&](const Remote::Listed& e) {
+  replicator::ListSummary summary = remote->ListAll([&](replicator::Listed&& e) {
     ++listed;
-    max_hlc = std::max(max_hlc, e.hlc);
-    IdClass c = Classify(e.id);
+    // Claims beyond the clock skew were refused while listing; the others cannot push this
+    // box's clock further than that.
+    max_hlc = std::max(max_hlc, e.newest().version.hlc);
+    IdClass c = Classify(e.id);  // a keyed tag: a node cannot make up a record id
     if (c == IdClass::kInode) max_ino = std::max(max_ino, FromBigEndian64(IdBytes(e.id)));
-    if (e.tombstone) {
+    const bool any_live = std::any_of(e.claims.begin(), e.claims.end(),
+                                      [](const replicator::Claim& k) { return !k.tombstone; });
+    if (!any_live) {
       ++tombstones;
       return;
     }
     switch (c) {
-      case IdClass::kMeta: have_meta = true; records.push_back(e); break;
-      case IdClass::kInode: case IdClass::kDirent: records.push_back(e); break;
+      case IdClass::kMeta: meta_listed = std::move(e); break;
+      case IdClass::kInode: case IdClass::kDirent: records.push_back(std::move(e)); break;
       case IdClass::kChunk: ++chunks; break;
     }
   });
-  spdlog::info("rebuild: {} of {} nodes listed: {} objects ({} records, {} chunks, {} tombstones)",
-               summary.answered, summary.nodes, listed, records.size(), chunks, tombstones);
+  const std::size_t nodes = summary.nodes(), answered = summary.answered_count();
+  const std::size_t write_quorum = remote->write_quorum();
+  spdlog::info("rebuild: {} of {} nodes listed: {} objects ({} records, {} chunks, {} deleted)",
+               answered, nodes, listed, records.size() + (meta_listed ? 1 : 0), chunks,
+               tombstones);
   // An acknowledged object is on W nodes: listing all but W-1 of them sees every one.
-  const std::size_t needed = summary.nodes - std::min(summary.nodes, summary.write_quorum) + 1;
-  if (!have_meta) {
-    if (summary.answered == summary.nodes && listed == 0) {
+  const std::size_t needed = nodes - std::min(nodes, write_quorum) + 1;
+  if (!meta_listed) {
+    if (answered == nodes && listed == 0) {
       spdlog::info("the storage nodes hold no store: initialising a new one");
       return false;
     }
-    if (summary.answered < summary.nodes)
-      throw Error(EAGAIN, "the state directory is empty and only " +
-                              std::to_string(summary.answered) + " of " +
-                              std::to_string(summary.nodes) +
+    if (answered < nodes)
+      throw Error(EAGAIN, "the state directory is empty and only " + std::to_string(answered) +
+                              " of " + std::to_string(nodes) +
                               " storage nodes answered: refusing to start a new store that could "
                               "hide an existing one; try again when the nodes are up");
     throw Error(EBADMSG, "the storage nodes hold objects but no store meta record (or one made "
                          "with another key): refusing to start a new store over them");
   }
-  if (summary.answered < needed)
+  if (answered < needed)
     throw Error(EAGAIN, "rebuild needs " + std::to_string(needed) + " of " +
-                            std::to_string(summary.nodes) + " storage nodes to see every "
-                            "acknowledged change, only " + std::to_string(summary.answered) +
+                            std::to_string(nodes) + " storage nodes to see every "
+                            "acknowledged change, only " + std::to_string(answered) +
                             " answered");
   // The store meta first: if no node has one this key opens, the store is another key's.
-  try {
-    remote->GetMany({Remote::Listed{}}, {});
-  } catch (const Error& e) {
-    if (summary.answered == summary.nodes)
+  Remote::Resolved meta_resolved = remote->ResolveMany({*meta_listed}, {}).front();
+  if (meta_resolved.state != Remote::Resolved::kLive) {
+    if (meta_resolved.state == Remote::Resolved::kUnbacked && answered == nodes)
       throw Error(EACCES, "the store on the storage nodes was made with another key: no node "
                           "holds a store meta record this key (" + fingerprint_ +
                           ") authenticates");
-    throw;
+    throw Error(EAGAIN, "the store meta record could not be fetched: " + meta_resolved.error);
   }
   auto progress = [&](std::size_t done, std::size_t total) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
                             .count();
     spdlog::info("rebuild: fetched {} of {} records ({:.1f} s)", done, total, secs);
   };
-  // Every record at the newest version some node listed: a replica that missed later writes
-  // does not count (the fetch fails over to one that has it, and repairs the old one).
-  std::vector<std::optional<std::string>> fetched;
+  // Every record at the newest version a node backs with an authenticated copy: a replica that
+  // missed later writes does not count, and neither does a node that lists what it cannot back.
+  auto resolve_all = [&] {
+    std::vector<Remote::Resolved> out = remote->ResolveMany(records, progress);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (out[i].state == Remote::Resolved::kUnavailable)
+        throw Error(EAGAIN, "no storage node served " + out[i].error);
+    }
+    return out;
+  };
+  std::vector<Remote::Resolved> fetched;
   try {
-    fetched = remote->GetMany(records, progress);
+    fetched = resolve_all();
   } catch (const Error& e) {
     if (e.err() != EAGAIN) throw;
     spdlog::warn("rebuild: {}; running a scrub to bring every replica to the newest version, "
                  "then fetching again",
                  e.what());
     spdlog::info("rebuild: scrub: {}", remote->Converge());
-    fetched = remote->GetMany(records, progress);
+    fetched = resolve_all();
   }
   Batch batch;
-  std::optional<std::string> meta_sealed;
-  std::uint64_t inodes = 0, entries = 0, dropped = 0;
+  std::uint64_t inodes = 0, entries = 0, dropped = 0, deleted = 0, unbacked = 0;
   auto flush = [&] {
     if (batch.empty()) return;
     store_->Commit(batch);
     batch.clear();
   };
   for (std::size_t i = 0; i < records.size(); ++i) {
-    if (!fetched[i]) continue;  // deleted meanwhile
+    const Remote::Resolved& r = fetched[i];
+    if (r.state == Remote::Resolved::kTombstone) {
+      ++deleted;
+      continue;
+    }
+    if (r.state != Remote::Resolved::kLive) {
+      ++unbacked;
+      continue;
+    }
     const crypto::ObjectId& id = records[i].id;
-    const std::string& sealed = *fetched[i];
+    const std::string& sealed = r.sealed;
     switch (Classify(id)) {
-      case IdClass::kMeta:
-        meta_sealed = sealed;
-        break;
       case IdClass::kInode: {
         auto plain = crypto::Open(keys_, crypto::ObjectKind::kInodeRecord, id, sealed);
         proto::InodeRecord rec;
@@ -1423,14 +1464,13 @@ bool Filesystem::RebuildFromNodes(Remote* remote) {
         ++entries;
         break;
       }
-      case IdClass::kChunk:
+      default:
         break;
     }
     if (batch.size() >= 4096) flush();
   }
-  if (!meta_sealed) throw Error(EAGAIN, "the store meta record could not be fetched");
-  auto meta_plain =
-      crypto::Open(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{}, *meta_sealed);
+  auto meta_plain = crypto::Open(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{},
+                                 meta_resolved.sealed);
   proto::StoreMeta meta;
   if (!meta_plain) {
     throw Error(EACCES, "the store on the storage nodes was made with another key (this key " +
@@ -1438,6 +1478,10 @@ bool Filesystem::RebuildFromNodes(Remote* remote) {
   }
   if (!meta.ParseFromString(*meta_plain)) throw Error(EBADMSG, "store meta record of an unknown format");
   if (dropped) spdlog::warn("rebuild: {} records failed authentication and were left out", dropped);
+  if (unbacked)
+    spdlog::warn("rebuild: {} records were listed but no node served an authenticated copy of "
+                 "any version listed: left out (see the lying or corrupt nodes above)",
+                 unbacked);
   // This box gets its own id (the tie-breaker of versions); the store meta on the nodes stays.
   std::uint64_t new_box = 0;
   crypto::primitives::RandomBytes(reinterpret_cast<unsigned char*>(&new_box), sizeof new_box);
@@ -1450,14 +1494,15 @@ bool Filesystem::RebuildFromNodes(Remote* remote) {
   // The meta record last: a rebuild cut short leaves no meta, and the next mount starts over.
   store_->Commit({Mutation{Table::kMeta, "meta",
                            crypto::Seal(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{},
-                                        keys_.current_epoch(), meta.SerializeAsString()),
+                                        keys_.current_epoch(), crypto::ObjectVersion{1, new_box},
+                                        meta.SerializeAsString()),
                            std::nullopt}});
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   spdlog::info("rebuild: index rebuilt from the storage nodes in {:.1f} s: {} inodes, {} "
-               "directory entries; {} chunks stay on the nodes until read (box id {:016x} "
-               "replaces {:016x})",
-               secs, inodes, entries, chunks, new_box, old_box);
+               "directory entries ({} records deleted since listed ones); {} chunks stay on the "
+               "nodes until read (box id {:016x} replaces {:016x})",
+               secs, inodes, entries, deleted, chunks, new_box, old_box);
   return true;
 }
 
@@ -1491,18 +1536,23 @@ VerifyReport Filesystem::Verify() {
     }
   }
   report.objects = expected.size();
+  const std::size_t write_quorum = remote_->write_quorum();
   std::set<crypto::ObjectId> seen;
-  std::vector<std::pair<std::string, std::size_t>> holders;
   auto problem = [&](std::string text) {
     if (report.problems.size() < 20) report.problems.push_back(std::move(text));
   };
-  Remote::ListSummary summary = remote_->ListAll([&](const Remote::Listed& e) {
+  // Claims that disagree with the tree are checked against authenticated copies afterwards:
+  // a node's claim alone proves nothing (it may lie, DESIGN.md "Versions").
+  std::vector<replicator::Listed> to_check;
+  std::vector<const Expect*> to_check_expect;  // nullptr: a record the tree does not have
+  replicator::ListSummary summary = remote_->ListAll([&](replicator::Listed&& e) {
     auto it = expected.find(e.id);
     if (it == expected.end()) {
-      if (!e.tombstone && Classify(e.id) != IdClass::kChunk && !remote_->InOutbox(e.id)) {
-        ++report.extra;
-        problem("the nodes hold a live record " + crypto::ToHex(e.id) +
-                " that this tree does not have");
+      const bool any_live = std::any_of(e.claims.begin(), e.claims.end(),
+                                        [](const replicator::Claim& c) { return !c.tombstone; });
+      if (any_live && Classify(e.id) != IdClass::kChunk && !remote_->InOutbox(e.id)) {
+        to_check.push_back(std::move(e));
+        to_check_expect.push_back(nullptr);
       }
       return;
     }
@@ -1512,33 +1562,90 @@ VerifyReport Filesystem::Verify() {
       ++report.pending;
       return;
     }
-    if (e.tombstone || (!x.chunk && e.hlc != x.hlc && !(x.hlc == 1 && e.hlc == 1))) {
-      ++report.stale;
-      problem(x.what + ": the nodes hold " + (e.tombstone ? "a tombstone" : "another version"));
+    // Holders of this tree's version (chunks: any version, with the same bytes as here).
+    std::optional<std::string> local_digest;
+    if (x.chunk) {
+      if (auto local = remote_->GetLocal(Table::kChunks, IdBytes(e.id)))
+        local_digest = remote_->Digest(*local);
+    }
+    std::size_t holders = 0;
+    bool newer = false, differs = false;
+    for (const replicator::Claim& c : e.claims) {
+      if (x.chunk) {
+        if (c.tombstone) {
+          newer = true;
+        } else if (local_digest && c.digest != *local_digest) {
+          differs = true;
+        } else {
+          ++holders;
+        }
+      } else if (c.version.hlc == x.hlc && !c.tombstone) {
+        ++holders;
+      } else if (c.version.hlc > x.hlc || c.tombstone) {
+        newer = true;
+      }
+    }
+    if (newer) {
+      to_check.push_back(std::move(e));
+      to_check_expect.push_back(&x);
       return;
     }
-    holders.emplace_back(x.what, e.holders);
-    if (x.chunk) {
-      if (auto local = remote_->GetLocal(Table::kChunks, IdBytes(e.id)); local) {
-        if (remote_->Digest(*local) != e.digest) {
-          ++report.corrupt;
-          problem(x.what + ": the nodes' copy differs from this box's");
-          return;
-        }
-      }
+    if (differs) {
+      ++report.corrupt;
+      problem(x.what + ": a node's copy differs from this box's");
+      return;
+    }
+    if (holders < write_quorum) {
+      ++report.under_quorum;
+      problem(x.what + ": on " + std::to_string(holders) + " nodes, fewer than W=" +
+              std::to_string(write_quorum));
+      return;
     }
     ++report.ok;
   });
-  report.nodes = summary.nodes;
-  report.answered = summary.answered;
-  for (const auto& [what, n] : holders) {
-    if (n >= summary.write_quorum) continue;
-    ++report.under_quorum;
-    problem(what + ": on " + std::to_string(n) + " nodes, fewer than W=" +
-            std::to_string(summary.write_quorum));
+  // Resolve what disagrees: only an authenticated newer version or tombstone makes the tree
+  // stale, and only an authenticated live record the tree lacks is extra.
+  std::vector<Remote::Resolved> resolved = remote_->ResolveMany(to_check, {});
+  for (std::size_t i = 0; i < to_check.size(); ++i) {
+    const Expect* x = to_check_expect[i];
+    const Remote::Resolved& r = resolved[i];
+    const std::string what = x ? x->what : "record " + crypto::ToHex(to_check[i].id);
+    if (r.state == Remote::Resolved::kUnavailable) {
+      ++report.unchecked;
+      problem(what + ": could not be checked: " + r.error);
+      continue;
+    }
+    if (!x) {
+      if (r.state == Remote::Resolved::kLive) {
+        ++report.extra;
+        problem("the nodes hold a live " + what + " that this tree does not have");
+      }
+      continue;
+    }
+    if (r.state == Remote::Resolved::kLive && (x->chunk || r.version.hlc == x->hlc)) {
+      // The newer claims were not backed (counted against their nodes); the tree's version is
+      // the newest authenticated one.
+      std::size_t holders = 0;
+      for (const auto& c : to_check[i].claims)
+        if (!c.tombstone && (x->chunk || c.version.hlc == x->hlc)) ++holders;
+      if (holders < write_quorum) {
+        ++report.under_quorum;
+        problem(what + ": on " + std::to_string(holders) + " nodes, fewer than W=" +
+                std::to_string(write_quorum));
+      } else {
+        ++report.ok;
+      }
+      continue;
+    }
+    ++report.stale;
+    problem(what + ": the nodes hold " +
+            (r.state == Remote::Resolved::kTombstone ? std::string("an authenticated tombstone")
+                                                      : "an authenticated newer version"));
   }
-  if (summary.answered < summary.nodes)
-    problem(std::to_string(summary.nodes - summary.answered) + " storage nodes did not answer");
+  report.nodes = summary.nodes();
+  report.answered = summary.answered_count();
+  if (report.answered < report.nodes)
+    problem(std::to_string(report.nodes - report.answered) + " storage nodes did not answer");
   for (const auto& [id, x] : expected) {
     if (seen.count(id)) continue;
     if (remote_->InOutbox(id)) {
@@ -1547,6 +1654,13 @@ VerifyReport Filesystem::Verify() {
     }
     ++report.missing;
     problem(x.what + ": on no storage node");
+  }
+  for (const auto& [node, trust] : remote_->Trust()) {
+    if (trust.lies == 0) continue;
+    report.liars.push_back(node);
+    problem("node " + node + " LIED " + std::to_string(trust.lies) +
+            " times (forged or rolled-back versions): nothing it says is believed without "
+            "authentication");
   }
   return report;
 }

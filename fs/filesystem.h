@@ -78,15 +78,17 @@ struct VerifyReport {
   std::uint64_t ok = 0;            // on the nodes with the same version (and digest)
   std::uint64_t pending = 0;       // changed here, still in the outbox
   std::uint64_t missing = 0;       // on no node
-  std::uint64_t stale = 0;         // nodes hold an older version or a tombstone
+  std::uint64_t stale = 0;         // nodes hold an authenticated newer version or tombstone
   std::uint64_t corrupt = 0;       // digest differs from the local copy
   std::uint64_t under_quorum = 0;  // on fewer than W nodes
   std::uint64_t extra = 0;         // live records on the nodes that the tree does not have
+  std::uint64_t unchecked = 0;     // disagreeing claims that could not be resolved (no answer)
   std::size_t nodes = 0, answered = 0;
+  std::vector<std::string> liars;     // nodes caught lying (forged or rolled-back versions)
   std::vector<std::string> problems;  // the first few, readable
   bool clean() const {
     return missing == 0 && stale == 0 && corrupt == 0 && under_quorum == 0 && extra == 0 &&
-           answered == nodes;
+           unchecked == 0 && liars.empty() && answered == nodes;
   }
 };
 
@@ -240,6 +242,10 @@ class Filesystem {
   void CommitLoop();
   // Takes the pending changes as a sealed batch (under mu_).
   Batch TakeBatch();
+  // The sealed tombstone of object `id` (of `kind`) deleted at `hlc` by this box; empty without
+  // storage nodes.
+  std::string SealTombstone(const crypto::ObjectId& id, crypto::ObjectKind kind,
+                            std::uint64_t hlc) const;
   void CommitOnce(std::unique_lock<std::mutex>& lock);
 
   std::unique_ptr<Store> store_;

@@ -25,6 +25,7 @@
 #include "fs/control.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_glue.h"
+#include "fs/object_verifier.h"
 #include "fs/options.h"
 #include "fs/replicated_store.h"
 #include "replicator/replicator_config.h"
@@ -84,11 +85,8 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
       spdlog::info("no storage nodes configured: local only (durable in {})", opts.state_dir);
     } else {
       auto rc = replicator::LoadReplicatorConfig(config::Config::Load(opts.replicator));
-      auto verify_keys = std::make_shared<const crypto::Keyring>(keyset.MakeKeyring());
-      rc.options.verifier = [verify_keys](const crypto::ObjectId& id, std::string_view sealed) {
-        auto info = crypto::Inspect(sealed);
-        return info && crypto::Open(*verify_keys, info->kind, id, sealed).has_value();
-      };
+      rc.options.verifier =
+          fs::MakeVerifier(std::make_shared<const crypto::Keyring>(keyset.MakeKeyring()));
       rc.options.collect_tombstones = opts.tombstone_grace_s > 0;
       rc.options.tombstone_grace = std::chrono::seconds(opts.tombstone_grace_s);
       fs::ReplicatedStoreOptions ro;
@@ -135,6 +133,8 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
                           " corrupt=" + std::to_string(r.corrupt) +
                           " under_quorum=" + std::to_string(r.under_quorum) +
                           " extra=" + std::to_string(r.extra) +
+                          " unchecked=" + std::to_string(r.unchecked) +
+                          " liars=" + std::to_string(r.liars.size()) +
                           " nodes_answered=" + std::to_string(r.answered) + "/" +
                           std::to_string(r.nodes);
         for (const auto& p : r.problems) {

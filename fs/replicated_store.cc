@@ -28,10 +28,15 @@ std::int64_t UnixMs() {
       .count();
 }
 
-// Chunks are immutable and their rows keep no version: an eviction check re-PUTs them with the
-// lowest version, which a node holding any real version answers with "not newer" and a node
-// missing the chunk stores (any tombstone is newer; scrub lifts the version to the newest).
-constexpr replicator::Version kEvictionVersion{1, 0};
+// Chunks are immutable and their rows keep no version of their own: an eviction check re-PUTs
+// them at the version sealed into them (format 2), which a node holding it answers with "not
+// newer" and a node missing it stores. A format 1 chunk carries none and is re-PUT at the lowest
+// version (any real version and any tombstone is newer; scrub lifts it to the newest).
+replicator::Version SealedVersion(std::string_view sealed) {
+  auto info = crypto::Inspect(sealed);
+  if (!info || !info->version) return replicator::Version{1, 0};
+  return replicator::Version{info->version->hlc, info->version->box_id};
+}
 
 }  // namespace
 
@@ -85,6 +90,7 @@ void ReplicatedStore::LoadState() {
     p.key = e.key();
     p.version = {e.version().hlc(), e.version().box_id()};
     p.tombstone = e.tombstone();
+    p.sealed_tombstone = e.sealed_tombstone();
     p.queued_ms = e.queued_unix_ms();
     p.committed = true;
     seq_ = std::max(seq_, p.seq);
@@ -207,6 +213,7 @@ CommitResult ReplicatedStore::Commit(const Batch& batch) {
       p.key = m.key;
       p.version = {m.remote->hlc, m.remote->box};
       p.tombstone = !m.value;
+      if (p.tombstone) p.sealed_tombstone = m.remote->tombstone;
       p.queued_ms = now;
       if (auto it = outbox_.find(id); it != outbox_.end()) {
         outbox_seqs_.erase(outbox_seqs_.find(it->second.seq));
@@ -219,6 +226,7 @@ CommitResult ReplicatedStore::Commit(const Batch& batch) {
       e.mutable_version()->set_hlc(p.version.hlc);
       e.mutable_version()->set_box_id(p.version.box_id);
       e.set_tombstone(p.tombstone);
+      e.set_sealed_tombstone(p.sealed_tombstone);
       e.set_queued_unix_ms(p.queued_ms);
       local.push_back(Mutation{Table::kOutbox, IdString(id), e.SerializeAsString(), {}});
       outbox_seqs_.insert(seq);
@@ -279,6 +287,7 @@ std::string ReplicatedStore::Round(const std::vector<crypto::ObjectId>& ids,
       o.id = id;
       o.version = it->second.version;
       o.tombstone = it->second.tombstone;
+      if (o.tombstone) o.sealed = it->second.sealed_tombstone;
       objects.push_back(std::move(o));
       where.emplace_back(it->second.table, it->second.key);
     }
@@ -370,7 +379,7 @@ std::size_t ReplicatedStore::EvictNow() {
     if (!sealed) continue;
     replicator::Object o;
     o.id = id;
-    o.version = kEvictionVersion;
+    o.version = SealedVersion(*sealed);
     o.sealed = std::move(*sealed);
     objects.push_back(std::move(o));
   }
@@ -507,54 +516,9 @@ void ReplicatedStore::Background() {
   }
 }
 
-Remote::ListSummary ReplicatedStore::ListAll(const std::function<void(const Listed&)>& fn) {
-  ListSummary summary;
-  summary.nodes = replicator_->transport().size();
-  summary.write_quorum = replicator_->write_quorum();
-  std::map<std::string, Listed> merged;
-  for (std::size_t node = 0; node < summary.nodes; ++node) {
-    std::string after;
-    try {
-      while (true) {
-        // A node that just came back may still be reconnecting: a few short retries.
-        replicator::wire::ListReply page;
-        for (int attempt = 0;; ++attempt) {
-          try {
-            page = replicator_->List(node, after);
-            break;
-          } catch (const Error& e) {
-            if (attempt >= 5 || e.err() != EAGAIN) throw;
-            std::this_thread::sleep_for(std::chrono::milliseconds(200));
-          }
-        }
-        for (const auto& e : page.entries()) {
-          auto id = IdFromString(e.id());
-          if (!id) continue;
-          replicator::Version v{e.version().hlc(), e.version().box_id()};
-          auto [it, inserted] = merged.try_emplace(e.id());
-          Listed& l = it->second;
-          replicator::Version held{l.hlc, l.box};
-          if (inserted || v > held) {
-            l.id = *id;
-            l.hlc = v.hlc;
-            l.box = v.box_id;
-            l.tombstone = e.tombstone();
-            l.digest = e.digest();
-            l.holders = 1;
-          } else if (v == held) {
-            ++l.holders;
-          }
-        }
-        if (page.done() || page.entries_size() == 0) break;
-        after = page.entries(page.entries_size() - 1).id();
-      }
-      ++summary.answered;
-    } catch (const Error& e) {
-      spdlog::warn("listing node {}: {}", replicator_->transport().nodes()[node].id, e.what());
-    }
-  }
-  for (const auto& [key, l] : merged) fn(l);
-  return summary;
+replicator::ListSummary ReplicatedStore::ListAll(
+    const std::function<void(replicator::Listed&&)>& fn) {
+  return replicator_->ListAll(fn);
 }
 
 std::string ReplicatedStore::Converge() {
@@ -563,36 +527,44 @@ std::string ReplicatedStore::Converge() {
          " repaired, " + std::to_string(r.unreachable) + " with a replica on an unreachable node";
 }
 
-std::vector<std::optional<std::string>> ReplicatedStore::GetMany(
-    const std::vector<Listed>& wanted,
+std::vector<Remote::Resolved> ReplicatedStore::ResolveMany(
+    const std::vector<replicator::Listed>& wanted,
     const std::function<void(std::size_t, std::size_t)>& progress) {
-  std::vector<crypto::ObjectId> ids;
-  ids.reserve(wanted.size());
-  for (const auto& w : wanted) ids.push_back(w.id);
-  std::vector<std::optional<std::string>> out(ids.size());
+  std::vector<Resolved> out(wanted.size());
   std::mutex m;
   std::condition_variable cv;
   std::size_t in_flight = 0, done = 0;
-  std::string failure;
   constexpr std::size_t kWindow = 256;
   auto last = Clock::now();
-  for (std::size_t i = 0; i < ids.size(); ++i) {
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
     {
       std::unique_lock lock(m);
       cv.wait(lock, [&] { return in_flight < kWindow; });
       ++in_flight;
     }
-    replicator_->GetAsync(ids[i], [&, i](replicator::GetResult&& r) {
-      std::lock_guard lock(m);
-      if (r.status == replicator::GetStatus::kFound && !r.object.tombstone) {
-        out[i] = std::move(r.object.sealed);
-      } else if (r.status == replicator::GetStatus::kUnavailable && failure.empty()) {
-        failure = "object " + crypto::ToHex(ids[i]) + ": " + r.error;
+    replicator_->ResolveAsync(wanted[i], [&, i](replicator::GetResult&& r) {
+      Resolved res;
+      switch (r.status) {
+        case replicator::GetStatus::kFound:
+          res.state = r.object.tombstone ? Resolved::kTombstone : Resolved::kLive;
+          res.version = r.object.version;
+          if (!r.object.tombstone) res.sealed = std::move(r.object.sealed);
+          break;
+        case replicator::GetStatus::kNotFound:
+          res.state = Resolved::kUnbacked;
+          res.error = std::move(r.error);
+          break;
+        case replicator::GetStatus::kUnavailable:
+          res.state = Resolved::kUnavailable;
+          res.error = std::move(r.error);
+          break;
       }
+      std::lock_guard lock(m);
+      out[i] = std::move(res);
       --in_flight;
       ++done;
       cv.notify_all();
-    }, replicator::Version{wanted[i].hlc, wanted[i].box});
+    });
     if (progress && Clock::now() - last > std::chrono::seconds(2)) {
       last = Clock::now();
       std::size_t d;
@@ -600,15 +572,23 @@ std::vector<std::optional<std::string>> ReplicatedStore::GetMany(
         std::lock_guard lock(m);
         d = done;
       }
-      progress(d, ids.size());
+      progress(d, wanted.size());
     }
   }
   {
     std::unique_lock lock(m);
     cv.wait(lock, [&] { return in_flight == 0; });
   }
-  if (progress) progress(ids.size(), ids.size());
-  if (!failure.empty()) throw Error(EAGAIN, "no storage node served " + failure);
+  if (progress) progress(wanted.size(), wanted.size());
+  return out;
+}
+
+std::vector<std::pair<std::string, replicator::NodeTrust>> ReplicatedStore::Trust() {
+  std::vector<std::pair<std::string, replicator::NodeTrust>> out;
+  const auto stats = replicator_->stats();
+  const auto& nodes = replicator_->transport().nodes();
+  for (std::size_t i = 0; i < nodes.size() && i < stats.nodes.size(); ++i)
+    out.emplace_back(nodes[i].id, stats.nodes[i]);
   return out;
 }
 
@@ -619,9 +599,18 @@ std::string ReplicatedStore::Digest(std::string_view sealed) const {
 std::string ReplicatedStore::StatusLine() {
   auto pings = replicator_->PingAll(std::chrono::milliseconds(1000));
   const auto& nodes = replicator_->transport().nodes();
-  std::size_t up = 0;
+  const auto trust = replicator_->stats().nodes;
+  std::size_t up = 0, liars = 0;
   std::string node_fields;
   for (std::size_t i = 0; i < pings.size(); ++i) {
+    // Replies that failed authentication: lies (forged or rolled-back versions), copies that
+    // did not authenticate at all, claims too far in the future.
+    if (i < trust.size()) {
+      node_fields += " lies." + nodes[i].id + "=" + std::to_string(trust[i].lies) +
+                     " corrupt." + nodes[i].id + "=" + std::to_string(trust[i].corrupt) +
+                     " future." + nodes[i].id + "=" + std::to_string(trust[i].future);
+      if (trust[i].lies > 0) ++liars;
+    }
     node_fields += " node." + nodes[i].id + "=";
     if (pings[i]) {
       ++up;
@@ -637,7 +626,7 @@ std::string ReplicatedStore::StatusLine() {
   for (const auto& [id, p] : outbox_) oldest = oldest == 0 ? p.queued_ms : std::min(oldest, p.queued_ms);
   const std::int64_t age = oldest == 0 ? 0 : std::max<std::int64_t>(0, (UnixMs() - oldest) / 1000);
   std::string s = "replicated=yes nodes=" + std::to_string(nodes.size()) +
-                  " nodes_up=" + std::to_string(up) +
+                  " nodes_up=" + std::to_string(up) + " liars=" + std::to_string(liars) +
                   " R=" + std::to_string(replicator_->replicas()) +
                   " W=" + std::to_string(replicator_->write_quorum()) +
                   " degraded=" + (options_.degraded_queue ? "queue" : "fail") +

@@ -71,9 +71,9 @@ class ReplicatedStore : public Store, public Remote {
   void Stop() override;
 
   // Remote.
-  ListSummary ListAll(const std::function<void(const Listed&)>& fn) override;
-  std::vector<std::optional<std::string>> GetMany(
-      const std::vector<Listed>& wanted,
+  replicator::ListSummary ListAll(const std::function<void(replicator::Listed&&)>& fn) override;
+  std::vector<Resolved> ResolveMany(
+      const std::vector<replicator::Listed>& wanted,
       const std::function<void(std::size_t, std::size_t)>& progress) override;
   std::string Converge() override;
   std::optional<std::string> GetLocal(Table table, std::string_view key) override {
@@ -81,6 +81,9 @@ class ReplicatedStore : public Store, public Remote {
   }
   std::string Digest(std::string_view sealed) const override;
   bool InOutbox(const crypto::ObjectId& id) override;
+  std::vector<std::pair<std::string, replicator::NodeTrust>> Trust() override;
+  std::size_t write_quorum() const override { return replicator_->write_quorum(); }
+  std::size_t replicas() const override { return replicator_->replicas(); }
   std::string StatusLine() override;
 
   // For tests and cofferctl: one replay round of the outbox now (returns the entries left),
@@ -99,6 +102,7 @@ class ReplicatedStore : public Store, public Remote {
     std::string key;
     replicator::Version version;
     bool tombstone = false;
+    std::string sealed_tombstone;  // the bytes to send for a delete
     std::int64_t queued_ms = 0;
     bool committed = false;  // its local transaction is done (until then a round skips it)
   };

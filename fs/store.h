@@ -19,6 +19,7 @@
 
 #include "common/crypto.h"
 #include "common/lmdb.h"
+#include "replicator/replicator.h"
 
 namespace coffer::fs {
 
@@ -30,11 +31,13 @@ enum class Table : std::uint8_t {
   kOutbox = 4,   // 16-byte object id -> OutboxEntry (ReplicatedStore: not yet on W nodes)
 };
 
-// The object a mutation is on the storage nodes: its id and version (DESIGN.md "Versions").
+// The object a mutation is on the storage nodes: its id and version (DESIGN.md "Versions"),
+// and for a delete the sealed tombstone that stands for it there.
 struct RemoteRef {
   crypto::ObjectId id{};
   std::uint64_t hlc = 0;
   std::uint64_t box = 0;
+  std::string tombstone;  // sealed (crypto::ObjectKind::kTombstone) when the mutation deletes
 };
 
 struct Mutation {
@@ -52,33 +55,31 @@ struct CommitResult {
 };
 
 // What a store on storage nodes offers beyond the local one: disaster recovery and checks.
+// Nothing a node lists is believed until an authenticated copy backs it (DESIGN.md "Versions").
 class Remote {
  public:
-  struct Listed {
-    crypto::ObjectId id{};
-    std::uint64_t hlc = 0;
-    std::uint64_t box = 0;
-    bool tombstone = false;
-    std::string digest;         // of the sealed bytes on the newest holder (replicator format)
-    std::size_t holders = 0;    // nodes holding the newest version
-  };
-  struct ListSummary {
-    std::size_t nodes = 0;      // configured
-    std::size_t answered = 0;   // nodes whose whole listing was read
-    std::size_t write_quorum = 0;
+  // The newest authenticated state of one listed object.
+  struct Resolved {
+    enum State {
+      kLive,         // `sealed` at `version`
+      kTombstone,    // deleted at `version`
+      kUnbacked,     // no node backs any of its claims (they were lies, or the copies are lost)
+      kUnavailable,  // a holder of a newer claim did not answer: undecided
+    };
+    State state = kUnavailable;
+    std::string sealed;
+    replicator::Version version;
+    std::string error;
   };
   virtual ~Remote() = default;
-  // Walks every node's listing and calls `fn` once per id with its newest version, from this
-  // thread. Nodes that do not answer are counted out of `answered`.
-  virtual ListSummary ListAll(const std::function<void(const Listed&)>& fn) = 0;
-  // Fetches verified copies of `wanted` (many in flight), each at least at its listed version
-  // (hlc, box): an older replica does not count. A result is nullopt for an id that no node
-  // holds or holds as a tombstone. Throws coffer::Error(EAGAIN) naming the first object no
-  // replica could serve. `progress(done, total)` is called now and then.
-  virtual std::vector<std::optional<std::string>> GetMany(
-      const std::vector<Listed>& wanted,
+  // Walks every node's listing and calls `fn` once per id with every node's claim, from this
+  // thread. Nodes that do not answer are marked in the summary.
+  virtual replicator::ListSummary ListAll(const std::function<void(replicator::Listed&&)>& fn) = 0;
+  // Resolves each of `wanted` (many in flight). `progress(done, total)` is called now and then.
+  virtual std::vector<Resolved> ResolveMany(
+      const std::vector<replicator::Listed>& wanted,
       const std::function<void(std::size_t, std::size_t)>& progress) = 0;
-  // Brings every replica to the newest version (a scrub); returns a one-line summary.
+  // Brings every replica to the newest authenticated version (a scrub); a one-line summary.
   virtual std::string Converge() = 0;
   // The local row only (no fetch from the nodes).
   virtual std::optional<std::string> GetLocal(Table table, std::string_view key) = 0;
@@ -86,6 +87,10 @@ class Remote {
   virtual std::string Digest(std::string_view sealed) const = 0;
   // True when `id` has a change not yet acknowledged by W nodes.
   virtual bool InOutbox(const crypto::ObjectId& id) = 0;
+  // Per node (id, trust): what each node was caught at.
+  virtual std::vector<std::pair<std::string, replicator::NodeTrust>> Trust() = 0;
+  virtual std::size_t write_quorum() const = 0;
+  virtual std::size_t replicas() const = 0;
   // One line of "key=value" pairs for the control socket's status.
   virtual std::string StatusLine() = 0;
 };

@@ -183,7 +183,8 @@ void Verify(const std::string& keyfile, const PassOptions& pass, std::ostream& o
   crypto::Keyring ring = keys.MakeKeyring();
   for (const auto& e : keys.epochs()) {
     crypto::ObjectId id = crypto::RandomObjectId();
-    std::string sealed = crypto::Seal(ring, crypto::ObjectKind::kStoreMeta, id, e.epoch, "probe");
+    std::string sealed =
+        crypto::Seal(ring, crypto::ObjectKind::kStoreMeta, id, e.epoch, {1, 1}, "probe");
     if (crypto::Open(ring, crypto::ObjectKind::kStoreMeta, id, sealed) != "probe") {
       throw Error(EIO, keyfile + ": key epoch " + std::to_string(e.epoch) + " does not work");
     }

@@ -36,9 +36,25 @@ std::string PlayDead::ToString() const {
     case wire::PLAY_DEAD_REFUSE: return "refuse";
     case wire::PLAY_DEAD_SLOW: return "slow " + std::to_string(slow_ms);
     case wire::PLAY_DEAD_CORRUPT: return "corrupt";
+    case wire::PLAY_DEAD_FORGE_TOMBSTONE: return "forge-tombstone " + std::to_string(offset_ms);
+    case wire::PLAY_DEAD_ROLLBACK: return "rollback " + std::to_string(offset_ms);
     default: return "off";
   }
 }
+
+namespace {
+// "MS" after a mode name: digits only, at most 7 of them.
+std::optional<std::uint32_t> ParseMs(std::string_view ms) {
+  while (!ms.empty() && ms.front() == ' ') ms.remove_prefix(1);
+  if (ms.empty() || ms.size() > 7) return std::nullopt;
+  std::uint32_t v = 0;
+  for (char c : ms) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  return v;
+}
+}  // namespace
 
 std::optional<PlayDead> ParsePlayDead(std::string_view text) {
   PlayDead p;
@@ -46,19 +62,28 @@ std::optional<PlayDead> ParsePlayDead(std::string_view text) {
   if (text == "silent") { p.mode = wire::PLAY_DEAD_SILENT; return p; }
   if (text == "refuse") { p.mode = wire::PLAY_DEAD_REFUSE; return p; }
   if (text == "corrupt") { p.mode = wire::PLAY_DEAD_CORRUPT; return p; }
-  if (text.substr(0, 4) == "slow") {
-    p.mode = wire::PLAY_DEAD_SLOW;
-    std::string_view ms = text.substr(4);
-    while (!ms.empty() && ms.front() == ' ') ms.remove_prefix(1);
-    if (ms.empty() || ms.size() > 7) return std::nullopt;
-    std::uint32_t v = 0;
-    for (char c : ms) {
-      if (c < '0' || c > '9') return std::nullopt;
-      v = v * 10 + static_cast<std::uint32_t>(c - '0');
+  auto with_ms = [&](std::string_view name, wire::PlayDeadMode mode, bool ms_required,
+                     std::uint32_t PlayDead::*field) -> std::optional<PlayDead> {
+    if (text.substr(0, name.size()) != name) return std::nullopt;
+    std::string_view rest = text.substr(name.size());
+    if (!rest.empty() && rest.front() != ' ') return std::nullopt;
+    p.mode = mode;
+    if (rest.find_first_not_of(' ') == std::string_view::npos) {
+      if (ms_required) return std::nullopt;
+      p.*field = kDefaultLieOffsetMs;
+      return p;
     }
-    p.slow_ms = v;
+    auto ms = ParseMs(rest);
+    if (!ms) return std::nullopt;
+    p.*field = *ms;
     return p;
-  }
+  };
+  if (auto r = with_ms("slow", wire::PLAY_DEAD_SLOW, true, &PlayDead::slow_ms)) return r;
+  if (auto r = with_ms("forge-tombstone", wire::PLAY_DEAD_FORGE_TOMBSTONE, false,
+                       &PlayDead::offset_ms))
+    return r;
+  if (auto r = with_ms("rollback", wire::PLAY_DEAD_ROLLBACK, false, &PlayDead::offset_ms))
+    return r;
   return std::nullopt;
 }
 
@@ -96,6 +121,36 @@ RequestHandler::Outcome RequestHandler::Handle(std::string_view bytes,
   return HandleBatch({Incoming{bytes, who}}).front();
 }
 
+void RequestHandler::Lie(const PlayDead& dead, wire::ListEntry* e) const {
+  const std::uint64_t offset = std::uint64_t{dead.offset_ms} * 1000000;
+  if (dead.mode == wire::PLAY_DEAD_FORGE_TOMBSTONE && !e->tombstone()) {
+    e->set_tombstone(true);
+    e->mutable_version()->set_hlc(e->version().hlc() + offset);
+  } else if (dead.mode == wire::PLAY_DEAD_ROLLBACK) {
+    auto first = store_.First(e->id());
+    if (!first) return;
+    e->set_tombstone(first->tombstone());
+    e->set_digest(first->sealed().empty() ? std::string() : ObjectStore::Digest(first->sealed()));
+    e->set_size(first->sealed().size());
+    e->mutable_version()->set_hlc(e->version().hlc() + offset);
+  }
+}
+
+void RequestHandler::Lie(const PlayDead& dead, wire::Object* o) const {
+  const std::uint64_t offset = std::uint64_t{dead.offset_ms} * 1000000;
+  if (dead.mode == wire::PLAY_DEAD_FORGE_TOMBSTONE && !o->tombstone()) {
+    o->set_tombstone(true);  // the live bytes stay: a claim is all a liar can change
+    o->mutable_version()->set_hlc(o->version().hlc() + offset);
+  } else if (dead.mode == wire::PLAY_DEAD_ROLLBACK) {
+    auto first = store_.First(o->id());
+    if (!first) return;
+    const std::uint64_t hlc = o->version().hlc() + offset;
+    o->set_tombstone(first->tombstone());
+    o->set_sealed(std::move(*first->mutable_sealed()));
+    o->mutable_version()->set_hlc(hlc);
+  }
+}
+
 void RequestHandler::FillStat(wire::StatReply* out) const {
   StoreStats s = store_.Stats();
   out->set_objects(s.objects);
@@ -125,10 +180,12 @@ void RequestHandler::Dispatch(const wire::Request& req, const ClientIdentity& wh
       for (const auto& id : ids) {
         if (!ValidId(id)) return SetError(reply, wire::ERROR_BAD_REQUEST, "GET: bad object id");
       }
+      const PlayDead dead = play_dead();
       for (const auto& id : ids) {
         auto* r = out->add_results();
         if (auto o = store_.Get(id)) {
           r->set_found(true);
+          Lie(dead, &*o);
           *r->mutable_object() = std::move(*o);
         }
       }
@@ -144,7 +201,11 @@ void RequestHandler::Dispatch(const wire::Request& req, const ClientIdentity& wh
       bool done = false;
       auto entries = store_.List(l.after(), limit, &done);
       auto* out = reply->mutable_list();
-      for (auto& e : entries) *out->add_entries() = std::move(e);
+      const PlayDead dead = play_dead();
+      for (auto& e : entries) {
+        Lie(dead, &e);
+        *out->add_entries() = std::move(e);
+      }
       out->set_done(done);
       return;
     }
@@ -155,7 +216,11 @@ void RequestHandler::Dispatch(const wire::Request& req, const ClientIdentity& wh
       bool done = false;
       auto entries = store_.Feed(f.since(), limit, &done);
       auto* out = reply->mutable_feed();
-      for (auto& e : entries) *out->add_entries() = std::move(e);
+      const PlayDead dead = play_dead();
+      for (auto& e : entries) {
+        Lie(dead, &e);
+        *out->add_entries() = std::move(e);
+      }
       out->set_done(done);
       out->set_last_seq(store_.Stats().seq);
       return;
@@ -176,9 +241,17 @@ void RequestHandler::Dispatch(const wire::Request& req, const ClientIdentity& wh
       if (!wire::PlayDeadMode_IsValid(a.play_dead())) {
         return SetError(reply, wire::ERROR_BAD_REQUEST, "ADMIN: unknown play-dead mode");
       }
-      PlayDead p{a.play_dead(), a.slow_ms()};
+      PlayDead p{a.play_dead(), a.slow_ms(), a.offset_ms()};
       if (p.mode == wire::PLAY_DEAD_SLOW && p.slow_ms > 600000) {
         return SetError(reply, wire::ERROR_BAD_REQUEST, "ADMIN: slow delay over 600000 ms");
+      }
+      if ((p.mode == wire::PLAY_DEAD_FORGE_TOMBSTONE || p.mode == wire::PLAY_DEAD_ROLLBACK) &&
+          p.offset_ms == 0) {
+        p.offset_ms = kDefaultLieOffsetMs;
+      }
+      if (p.mode == wire::PLAY_DEAD_ROLLBACK && !store_.keeps_first_copies()) {
+        return SetError(reply, wire::ERROR_BAD_REQUEST,
+                        "ADMIN: rollback needs keep_first_copies = true in the node's config");
       }
       set_play_dead(p);
       spdlog::warn("play dead: {} (set by admin key)", p.ToString());
@@ -259,7 +332,6 @@ std::vector<RequestHandler::Outcome> RequestHandler::HandleBatch(
         is_write[i] = true;
         for (const auto& o : objs) {
           bool ok = ValidId(o.id()) && o.sealed().size() <= limits_.max_object_size &&
-                    !(o.tombstone() && !o.sealed().empty()) &&
                     !(o.version().hlc() == 0 && o.version().box_id() == 0);
           if (ok) {
             slots[i].push_back(static_cast<int>(writes.size()));

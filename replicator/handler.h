@@ -7,8 +7,11 @@
 // (a reply is an ack: DESIGN.md, Durability contract).
 //
 // Play dead (test mode, switched by ADMIN from the admin key): silent drops requests, refuse
-// answers with errors, slow delays replies, corrupt flips bytes in GET replies. ADMIN requests
-// themselves are always served, so a node can be brought back.
+// answers with errors, slow delays replies, corrupt flips bytes in GET replies. Two modes lie,
+// to test that boxes believe nothing they cannot authenticate: forge-tombstone lists and serves
+// every live object as a tombstone offset_ms newer than what it holds; rollback lists and serves
+// the first copy it ever held of each object (keep_first_copies) as a version offset_ms newer.
+// ADMIN requests themselves are always served, so a node can be brought back.
 //
 // Thread safety: HandleBatch() may run in two threads at once (the node's writer thread with the
 // writes, its loop with everything else); the play-dead getters from any thread.
@@ -45,9 +48,15 @@ struct ClientIdentity {
 struct PlayDead {
   wire::PlayDeadMode mode = wire::PLAY_DEAD_OFF;
   std::uint32_t slow_ms = 0;
-  std::string ToString() const;  // "off", "silent", "refuse", "slow 200", "corrupt"
+  std::uint32_t offset_ms = 0;  // forge-tombstone, rollback
+  // "off", "silent", "refuse", "slow 200", "corrupt", "forge-tombstone 1000", "rollback 1000"
+  std::string ToString() const;
 };
-// Parses "off", "silent", "refuse", "corrupt", "slow" (with `slow_ms`) or "slow MS".
+inline constexpr std::uint32_t kDefaultLieOffsetMs = 1000;
+inline constexpr const char* kPlayDeadModes =
+    "off|silent|refuse|corrupt|slow MS|forge-tombstone [MS]|rollback [MS]";
+// Parses "off", "silent", "refuse", "corrupt", "slow MS", "forge-tombstone [MS]" or
+// "rollback [MS]" (MS defaults to kDefaultLieOffsetMs).
 std::optional<PlayDead> ParsePlayDead(std::string_view text);
 
 // True if `bytes` is a request that writes (PUT, DELETE, DROP), found by scanning the top-level
@@ -79,6 +88,9 @@ class RequestHandler {
  private:
   void Dispatch(const wire::Request& req, const ClientIdentity& who, wire::Reply* reply);
   void FillStat(wire::StatReply* out) const;
+  // The lying play-dead modes rewrite what LIST, FEED and GET report.
+  void Lie(const PlayDead& dead, wire::ListEntry* e) const;
+  void Lie(const PlayDead& dead, wire::Object* o) const;
 
   ObjectStore& store_;
   const std::string node_id_;

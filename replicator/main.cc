@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   std::string data_dir, secret_key, allowed_keys, admin_key, node_id, log_level, play_dead;
   std::vector<std::string> listen;
   std::int64_t max_object_size = 0, max_batch = 0, max_message_size = 0;
-  bool syslog = false;
+  bool syslog = false, keep_first_copies = false;
   app.add_option("-c,--config", config_path, "TOML config file (see coffer-node(8))");
   app.add_option("--data-dir", data_dir, "directory of the LMDB object store");
   app.add_option("--listen", listen, "endpoint to listen on, e.g. tcp://127.0.0.1:7401 (repeat)");
@@ -56,7 +56,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-message-size", max_message_size, "largest request in bytes");
   app.add_option("--log-level", log_level, std::string(log::kLevelNames));
   app.add_flag("--syslog", syslog, "log to syslog instead of stderr");
-  app.add_option("--play-dead", play_dead, "initial play-dead mode (tests): off|silent|refuse|corrupt|slow MS");
+  app.add_option("--play-dead", play_dead,
+                 std::string("initial play-dead mode (tests): ") + kPlayDeadModes);
+  app.add_flag("--keep-first-copies", keep_first_copies,
+               "keep the first copy of every replaced object, for play-dead rollback (tests)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -82,6 +85,7 @@ int main(int argc, char** argv) {
     if (!log_level.empty()) cfg.log_level = log_level;
     if (syslog) cfg.syslog = true;
     if (!play_dead.empty()) cfg.play_dead = play_dead;
+    if (keep_first_copies) cfg.keep_first_copies = true;
     ValidateNodeConfig(cfg);
   } catch (const Error& e) {
     std::cerr << "coffer-node: " << e.what() << "\n";
@@ -114,7 +118,11 @@ int main(int argc, char** argv) {
     if (mkdir(cfg.data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
       ThrowErrno("cannot create data directory " + cfg.data_dir);
     }
-    ObjectStore store(cfg.data_dir, static_cast<std::size_t>(cfg.map_size_mb) << 20);
+    ObjectStore store(cfg.data_dir, static_cast<std::size_t>(cfg.map_size_mb) << 20,
+                      cfg.keep_first_copies);
+    if (cfg.keep_first_copies)
+      spdlog::warn("keep_first_copies: the first copy of every replaced object is kept (for the "
+                   "rollback play-dead mode of tests; never on a production node)");
     RequestHandler handler(store, cfg.node_id, cfg.limits);
     handler.set_play_dead(*ParsePlayDead(cfg.play_dead));
     NodeServer server(so, handler);

@@ -7,7 +7,7 @@ NodeConfig LoadNodeConfig(const config::Config& cfg) {
   cfg.RejectUnknown({"node_id", "data_dir", "listen", "secret_key_file", "allowed_keys_file",
                      "admin_key_file", "max_object_size", "max_message_size", "max_batch",
                      "max_list", "map_size_mb", "max_group", "heartbeat_ms", "linger_ms",
-                     "log_level", "syslog", "play_dead"});
+                     "log_level", "syslog", "play_dead", "keep_first_copies"});
   NodeConfig c;
   c.node_id = cfg.String("node_id", c.node_id);
   c.data_dir = cfg.String("data_dir", "");
@@ -34,7 +34,9 @@ NodeConfig LoadNodeConfig(const config::Config& cfg) {
   c.log_level = cfg.String("log_level", c.log_level);
   c.syslog = cfg.Bool("syslog", c.syslog);
   c.play_dead = cfg.String("play_dead", c.play_dead);
-  if (!ParsePlayDead(c.play_dead)) cfg.Fail("play_dead", "expected off|silent|refuse|corrupt|slow MS");
+  c.keep_first_copies = cfg.Bool("keep_first_copies", c.keep_first_copies);
+  if (!ParsePlayDead(c.play_dead))
+    cfg.Fail("play_dead", std::string("expected ") + kPlayDeadModes);
   if (c.listen.empty()) cfg.Fail("listen", "at least one endpoint is needed");
   return c;
 }

@@ -26,6 +26,7 @@ struct NodeConfig {
   std::string log_level = "info";
   bool syslog = false;
   std::string play_dead = "off";             // initial play-dead mode (tests only)
+  bool keep_first_copies = false;            // for the rollback play-dead mode (tests only)
 };
 
 // Reads the settings of `cfg` (rejecting unknown keys) over the defaults. Throws

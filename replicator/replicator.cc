@@ -32,7 +32,7 @@ void ToWireObject(const Object& o, bool repair, wire::Object* out) {
   out->set_id(IdString(o.id));
   ToWire(o.version, out->mutable_version());
   out->set_tombstone(o.tombstone);
-  if (!o.tombstone) out->set_sealed(o.sealed);
+  out->set_sealed(o.sealed);  // a tombstone's too: it is a sealed object of its own
   out->set_repair(repair);
 }
 
@@ -47,7 +47,39 @@ std::optional<Object> FromWireObject(wire::Object&& w) {
   return o;
 }
 
+std::int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::uint64_t WallNs() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
 }  // namespace
+
+const char* ToString(Verdict v) {
+  switch (v) {
+    case Verdict::kGenuine: return "genuine";
+    case Verdict::kCorrupt: return "does not authenticate";
+    case Verdict::kForged: return "authenticates as another version or kind than claimed";
+    case Verdict::kUnauthenticated: return "an unsealed tombstone, which authenticates nothing";
+    case Verdict::kFuture: return "claims a version too far in the future";
+  }
+  return "?";
+}
+
+std::size_t Listed::HoldersOf(const Version& v) const {
+  return static_cast<std::size_t>(
+      std::count_if(claims.begin(), claims.end(), [&](const Claim& c) { return c.version == v; }));
+}
+
+std::size_t ListSummary::answered_count() const {
+  return static_cast<std::size_t>(std::count(answered.begin(), answered.end(), true));
+}
 
 Replicator::Replicator(ReplicatorOptions options)
     : options_(std::move(options)),
@@ -62,6 +94,10 @@ Replicator::Replicator(ReplicatorOptions options)
   down_until_.assign(options_.nodes.size(), Clock::time_point{});
   latency_us_.assign(options_.nodes.size(), 0.0);
   latency_at_.assign(options_.nodes.size(), Clock::time_point{});
+  trust_.assign(options_.nodes.size(), NodeTrust{});
+  trust_logged_.assign(options_.nodes.size(), Clock::time_point{});
+  trust_unlogged_.assign(options_.nodes.size(), 0);
+  suspect_until_.assign(options_.nodes.size(), Clock::time_point{});
   transport_ = std::make_unique<Transport>(options_.nodes, options_.client_keys,
                                            options_.transport);
   if (options_.hinted_handoff) {
@@ -97,6 +133,10 @@ ReplicatorStats Replicator::stats() const {
   s.verify_failures = verify_failures_.load();
   s.hints_stored = hints_stored_.load();
   s.hints_replayed = hints_replayed_.load();
+  {
+    std::lock_guard lock(trust_mu_);
+    s.nodes = trust_;
+  }
   std::lock_guard lock(hints_mu_);
   s.hints_pending = hints_.size() + hints_in_replay_;
   return s;
@@ -133,7 +173,7 @@ std::size_t Replicator::ReplayHints() {
     }
     if (!g.reply.get().results(0).found()) continue;  // already moved (scrub) or dropped
     auto o = FromWireObject(std::move(*g.reply.mutable_get()->mutable_results(0)->mutable_object()));
-    if (!o || o->id != h.id || !Verify(*o)) {
+    if (!o || o->id != h.id || Verify(h.holder, *o) != Verdict::kGenuine) {
       spdlog::warn("hint for object {}: copy on node {} failed verification", crypto::ToHex(h.id),
                    options_.nodes[h.holder].id);
       continue;  // scrub will find a good copy on the other replicas
@@ -192,7 +232,7 @@ std::vector<std::size_t> Replicator::ReadOrder(const crypto::ObjectId& id) {
     if (latency(n) > 0 && (fastest == 0 || latency(n) < fastest)) fastest = latency(n);
   }
   auto rank = [&](std::size_t n) {
-    if (down_until_[n] > now) return 2;
+    if (down_until_[n] > now || Suspect(n)) return 2;
     return fastest > 0 && latency(n) > 3 * fastest + 1000 ? 1 : 0;
   };
   std::stable_sort(order.begin(), order.end(),
@@ -200,15 +240,80 @@ std::vector<std::size_t> Replicator::ReadOrder(const crypto::ObjectId& id) {
   return order;
 }
 
-bool Replicator::Verify(const Object& o) {
-  if (o.tombstone) return o.sealed.empty();
-  if (!options_.verifier) return true;
-  try {
-    return options_.verifier(o.id, o.sealed);
-  } catch (const std::exception& e) {
-    spdlog::error("verifier threw: {}", e.what());
-    return false;
+bool Replicator::TooFarAhead(const Version& v) const {
+  const auto skew = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.max_clock_skew).count());
+  return v.hlc > WallNs() + skew;
+}
+
+Verdict Replicator::Verify(std::size_t node, const Object& o) {
+  Verdict v = Verdict::kGenuine;
+  if (TooFarAhead(o.version)) {
+    v = Verdict::kFuture;
+  } else if (options_.verifier) {
+    try {
+      v = options_.verifier(o);
+    } catch (const std::exception& e) {
+      spdlog::error("verifier threw: {}", e.what());
+      v = Verdict::kCorrupt;
+    }
   }
+  if (v != Verdict::kGenuine) {
+    if (v == Verdict::kCorrupt) ++verify_failures_;
+    CountAgainst(node, v, o.id, o.version);
+  }
+  return v;
+}
+
+void Replicator::CountAgainst(std::size_t node, Verdict v, const crypto::ObjectId& id,
+                              const Version& claim, const std::string& detail) {
+  const auto now = Clock::now();
+  std::uint64_t unlogged = 0;
+  NodeTrust snapshot;
+  {
+    std::lock_guard lock(trust_mu_);
+    NodeTrust& t = trust_[node];
+    switch (v) {
+      case Verdict::kCorrupt: ++t.corrupt; break;
+      case Verdict::kFuture: ++t.future; break;
+      default:
+        ++t.lies;
+        t.last_lie_unix = UnixNow();
+        suspect_until_[node] = now + options_.suspect_period;
+        break;
+    }
+    if (now - trust_logged_[node] < options_.lie_log_interval &&
+        trust_logged_[node] != Clock::time_point{}) {
+      ++trust_unlogged_[node];
+      return;
+    }
+    trust_logged_[node] = now;
+    unlogged = std::exchange(trust_unlogged_[node], 0);
+    snapshot = t;
+  }
+  const std::string& name = options_.nodes[node].id;
+  const std::string what = detail.empty() ? ToString(v) : detail;
+  if (v == Verdict::kCorrupt) {
+    spdlog::warn("node {}: object {} (claimed version {}) {}: not used, repaired from another "
+                 "replica ({} such copies from this node so far, {} since the last report)",
+                 name, crypto::ToHex(id), claim.ToString(), what, snapshot.corrupt, unlogged);
+  } else if (v == Verdict::kFuture) {
+    spdlog::warn("node {}: object {} claims version {}, more than {} s ahead of this box's clock: "
+                 "refused ({} such claims from this node so far, {} since the last report)",
+                 name, crypto::ToHex(id), claim.ToString(), options_.max_clock_skew.count(),
+                 snapshot.future, unlogged);
+  } else {
+    spdlog::error("node {} LIED: object {} claimed as version {}: {}. Nothing it says is believed "
+                  "without authentication; it is asked last and not used for repairs for {} s "
+                  "({} lies from this node so far, {} since the last report)",
+                  name, crypto::ToHex(id), claim.ToString(), what,
+                  options_.suspect_period.count(), snapshot.lies, unlogged);
+  }
+}
+
+bool Replicator::Suspect(std::size_t node) const {
+  std::lock_guard lock(trust_mu_);
+  return suspect_until_[node] > Clock::now();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,7 +514,9 @@ PutResult Replicator::Delete(const crypto::ObjectId& id, const Version& version)
 // Reads
 
 struct Replicator::GetOp {
-  enum Outcome { kPending, kGood, kMissing, kCorrupt, kFailed, kOlder };
+  // kLied: a copy that authenticates as something else than claimed (never a repair target: a
+  // node that lies about what it holds is not fixed by a write).
+  enum Outcome { kPending, kGood, kMissing, kCorrupt, kFailed, kOlder, kLied };
   std::mutex mu;
   crypto::ObjectId id{};
   Version min_version;
@@ -485,18 +592,17 @@ void Replicator::OnGetReply(const std::shared_ptr<GetOp>& op, std::size_t slot, 
       outcome = GetOp::kMissing;
     } else {
       object = FromWireObject(std::move(*res->mutable_object()));
-      if (object && object->id == op->id && Verify(*object)) {
+      const Verdict verdict =
+          !object || object->id != op->id ? Verdict::kCorrupt : Verify(node, *object);
+      if (verdict == Verdict::kGenuine) {
         outcome = object->version < op->min_version ? GetOp::kOlder : GetOp::kGood;
         if (outcome == GetOp::kOlder) {
           error = "node " + options_.nodes[node].id + ": only version " +
                   object->version.ToString() + ", older than " + op->min_version.ToString();
         }
       } else {
-        ++verify_failures_;
-        outcome = GetOp::kCorrupt;
-        error = "node " + options_.nodes[node].id + ": copy failed verification";
-        spdlog::warn("object {}: copy from node {} failed verification", crypto::ToHex(op->id),
-                     options_.nodes[node].id);
+        outcome = verdict == Verdict::kCorrupt ? GetOp::kCorrupt : GetOp::kLied;
+        error = "node " + options_.nodes[node].id + ": copy " + ToString(verdict);
       }
     }
   } else {
@@ -637,202 +743,361 @@ std::vector<std::optional<std::chrono::microseconds>> Replicator::PingAll(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scrub
+// Listing and resolution
 
-namespace {
-
-struct Holding {
-  Version version;
-  bool tombstone = false;
-  std::string digest;
-};
-
-}  // namespace
-
-ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
-  ScrubReport report;
+ListSummary Replicator::ListAll(const std::function<void(Listed&&)>& fn) {
   const std::size_t n = options_.nodes.size();
-  // id -> per node holding (absent: not held).
-  std::map<std::string, std::vector<std::optional<Holding>>> seen;
-  std::vector<bool> reachable(n, true);
+  ListSummary summary;
+  summary.answered.assign(n, false);
+  std::map<std::string, Listed> merged;
   for (std::size_t node = 0; node < n; ++node) {
     std::string after;
     try {
       while (true) {
-        wire::ListReply page = List(node, after);
+        // A node that just came back may still be reconnecting: a few short retries.
+        wire::ListReply page;
+        for (int attempt = 0;; ++attempt) {
+          try {
+            page = List(node, after);
+            break;
+          } catch (const Error& e) {
+            if (attempt >= 5 || e.err() != EAGAIN) throw;
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          }
+        }
         for (const auto& e : page.entries()) {
-          auto& slot = seen[e.id()];
-          if (slot.empty()) slot.resize(n);
-          slot[node] = Holding{FromWire(e.version()), e.tombstone(), e.digest()};
+          auto id = IdFromString(e.id());
+          if (!id) continue;
+          Claim c{node, FromWire(e.version()), e.tombstone(), e.digest(), e.size()};
+          if (TooFarAhead(c.version)) {
+            CountAgainst(node, Verdict::kFuture, *id, c.version, "listed");
+            continue;
+          }
+          auto [it, inserted] = merged.try_emplace(e.id());
+          if (inserted) it->second.id = *id;
+          it->second.claims.push_back(std::move(c));
         }
         if (page.done() || page.entries_size() == 0) break;
         after = page.entries(page.entries_size() - 1).id();
       }
+      summary.answered[node] = true;
     } catch (const Error& e) {
-      spdlog::warn("scrub: {}", e.what());
-      reachable[node] = false;
-      report.unreachable_nodes.push_back(options_.nodes[node].id);
+      spdlog::warn("listing node {}: {}", options_.nodes[node].id, e.what());
     }
   }
+  for (auto& [key, listed] : merged) {
+    std::stable_sort(listed.claims.begin(), listed.claims.end(),
+                     [](const Claim& a, const Claim& b) { return a.version > b.version; });
+    fn(std::move(listed));
+  }
+  return summary;
+}
 
-  const std::uint64_t total = seen.size();
+// Resolution walks the claimed versions from the newest down. Within one version the holders are
+// asked one after the other (trusted, answering nodes first); the first authenticated copy at
+// that version or newer ends it. A version is given up only when each of its holders answered
+// with something that is not an authenticated copy of it; if one did not answer, its claim may
+// be true, and deciding on an older version could return a stale one.
+struct Replicator::ResolveOp {
+  crypto::ObjectId id{};
+  struct Group {
+    Version version;
+    std::vector<std::size_t> holders;
+  };
+  std::vector<Group> groups;
+  std::size_t group = 0, holder = 0;
+  bool unanswered = false;  // a holder of the current version did not answer
+  std::vector<std::string> errors;
+  std::function<void(GetResult&&)> done;
+};
+
+void Replicator::ResolveAsync(const Listed& listed, std::function<void(GetResult&&)> done) {
+  auto op = std::make_shared<ResolveOp>();
+  op->id = listed.id;
+  op->done = std::move(done);
+  for (const Claim& c : listed.claims) {
+    if (op->groups.empty() || op->groups.back().version != c.version)
+      op->groups.push_back({c.version, {}});
+    op->groups.back().holders.push_back(c.node);
+  }
+  // Nodes that recently failed or lied are asked last.
+  const auto now = Clock::now();
+  for (auto& g : op->groups) {
+    std::stable_sort(g.holders.begin(), g.holders.end(), [&](std::size_t a, std::size_t b) {
+      auto rank = [&](std::size_t node) {
+        bool down;
+        {
+          std::lock_guard lock(health_mu_);
+          down = down_until_[node] > now;
+        }
+        return (Suspect(node) ? 2 : 0) + (down ? 1 : 0);
+      };
+      return rank(a) < rank(b);
+    });
+  }
+  ResolveNext(op);
+}
+
+void Replicator::ResolveNext(const std::shared_ptr<ResolveOp>& op) {
+  while (op->group < op->groups.size()) {
+    const ResolveOp::Group& g = op->groups[op->group];
+    if (op->holder < g.holders.size()) {
+      const std::size_t node = g.holders[op->holder++];
+      wire::Request req;
+      req.mutable_get()->add_ids(IdString(op->id));
+      transport_->Call(node, std::move(req), options_.read_timeout,
+                       [this, op, node](CallResult&& r) {
+        const Version wanted = op->groups[op->group].version;
+        if (r.status != CallStatus::kOk || !r.reply.has_get() ||
+            r.reply.get().results_size() != 1) {
+          if (r.status == CallStatus::kTimeout || r.status == CallStatus::kUnreachable)
+            MarkDown(node);
+          op->unanswered = true;
+          op->errors.push_back(r.status == CallStatus::kOk
+                                   ? "node " + options_.nodes[node].id + ": malformed reply"
+                                   : r.Describe(options_.nodes[node]));
+          return ResolveNext(op);
+        }
+        MarkUp(node, r.latency);
+        auto* res = r.reply.mutable_get()->mutable_results(0);
+        if (!res->found()) {  // dropped since the listing (collected, moved), or withheld
+          op->errors.push_back("node " + options_.nodes[node].id + ": no longer has it");
+          return ResolveNext(op);
+        }
+        std::optional<Object> o = FromWireObject(std::move(*res->mutable_object()));
+        const Verdict v = !o || o->id != op->id ? Verdict::kCorrupt : Verify(node, *o);
+        if (v != Verdict::kGenuine) {
+          op->errors.push_back("node " + options_.nodes[node].id + ": copy " + ToString(v));
+          return ResolveNext(op);
+        }
+        if (o->version < wanted) {
+          // An authenticated copy, but older than the node listed: the listing was a lie.
+          CountAgainst(node, Verdict::kForged, op->id, wanted,
+                       "listed, but it serves only the older version " + o->version.ToString());
+          op->errors.push_back("node " + options_.nodes[node].id + ": serves an older version");
+          return ResolveNext(op);
+        }
+        GetResult result;
+        result.status = GetStatus::kFound;
+        result.object = std::move(*o);
+        auto done = std::move(op->done);
+        done(std::move(result));
+      });
+      return;
+    }
+    if (op->unanswered) {
+      GetResult result;
+      result.status = GetStatus::kUnavailable;
+      result.error = "object " + crypto::ToHex(op->id) + ": a holder of version " +
+                     op->groups[op->group].version.ToString() + " did not answer";
+      for (const auto& e : op->errors) result.error += "; " + e;
+      auto done = std::move(op->done);
+      done(std::move(result));
+      return;
+    }
+    ++op->group;
+    op->holder = 0;
+  }
+  GetResult result;
+  result.status = GetStatus::kNotFound;
+  result.error = "object " + crypto::ToHex(op->id) + ": no node backs what it lists";
+  for (const auto& e : op->errors) result.error += "; " + e;
+  auto done = std::move(op->done);
+  done(std::move(result));
+}
+
+GetResult Replicator::Resolve(const Listed& listed) {
+  std::promise<GetResult> promise;
+  auto future = promise.get_future();
+  ResolveAsync(listed, [&promise](GetResult&& r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scrub
+
+ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress,
+                              bool repair) {
+  ScrubReport report;
+  const std::size_t n = options_.nodes.size();
+  std::vector<Listed> all;
+  ListSummary summary = ListAll([&](Listed&& l) { all.push_back(std::move(l)); });
+  const std::vector<bool>& reachable = summary.answered;
+  for (std::size_t node = 0; node < n; ++node) {
+    if (!reachable[node]) report.unreachable_nodes.push_back(options_.nodes[node].id);
+  }
+  const bool all_reachable = summary.answered_count() == n;
+
+  const std::uint64_t total = all.size();
   if (progress) progress(0, total);
   std::uint64_t done_count = 0;
   auto last_progress = Clock::now();
+  const auto grace_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.tombstone_grace).count());
+  auto old_enough = [&](const Version& v) { return v.hlc + grace_ns < WallNs(); };
+  auto send_and_wait = [&](std::vector<std::pair<std::size_t, wire::Request>> requests,
+                           std::chrono::milliseconds timeout) {
+    std::vector<std::pair<std::size_t, std::future<CallResult>>> calls;
+    for (auto& [node, req] : requests)
+      calls.emplace_back(node, transport_->Call(node, std::move(req), timeout));
+    std::vector<std::pair<std::size_t, CallResult>> out;
+    for (auto& [node, f] : calls) out.emplace_back(node, f.get());
+    return out;
+  };
 
-  for (auto& entry : seen) {
-    const std::string& id_bytes = entry.first;
-    auto& holdings = entry.second;
+  for (const Listed& listed : all) {
     ++report.checked;
-    auto id = IdFromString(id_bytes);
-    if (!id) continue;
-    auto replicas = placement_.Replicas(id_bytes, r_);
-    Version newest;
-    for (const auto& h : holdings) {
-      if (h && h->version > newest) newest = h->version;
-    }
-    bool any_unreachable = false;
-    bool need_copy = false;
-    std::string ref_digest;
-    bool digests_differ = false;
-    for (std::size_t node = 0; node < n; ++node) {
-      const auto& h = holdings[node];
-      if (h && h->version == newest) {
-        if (ref_digest.empty() && !h->tombstone) ref_digest = h->digest;
-        if (!h->tombstone && h->digest != ref_digest) digests_differ = true;
-      }
-    }
+    const std::string id_bytes = IdString(listed.id);
+    const auto replicas = placement_.Replicas(id_bytes, r_);
+    auto is_replica = [&](std::size_t node) {
+      return std::find(replicas.begin(), replicas.end(), node) != replicas.end();
+    };
+    std::vector<const Claim*> by_node(n, nullptr);
+    for (const Claim& c : listed.claims) by_node[c.node] = &c;
+    const Claim& top = listed.newest();
+    bool any_unreachable = false, agreed = true, extra_holders = false;
     for (std::size_t node : replicas) {
       if (!reachable[node]) {
         any_unreachable = true;
         continue;
       }
-      const auto& h = holdings[node];
-      if (!h || h->version < newest) need_copy = true;
+      const Claim* c = by_node[node];
+      if (!c || c->version != top.version || c->digest != top.digest ||
+          c->tombstone != top.tombstone)
+        agreed = false;
+    }
+    for (const Claim& c : listed.claims) {
+      if (!is_replica(c.node)) extra_holders = true;
     }
     if (any_unreachable) ++report.unreachable;
-
-    // The verified newest copy and its digest, fetched only when something must be written.
-    std::optional<Object> good;
-    std::string good_digest;
-    if (need_copy || digests_differ) {
-      // Holders of the newest version; copies whose digest most holders share come first,
-      // so a verifier that can only check structure still settles on the majority's bytes.
-      std::vector<std::size_t> sources;
-      std::map<std::string, int> digest_votes;
-      for (std::size_t node : placement_.Ranked(id_bytes)) {
-        if (reachable[node] && holdings[node] && holdings[node]->version == newest) {
-          sources.push_back(node);
-          ++digest_votes[holdings[node]->digest];
-        }
+    const bool may_collect = options_.collect_tombstones && top.tombstone && all_reachable &&
+                             old_enough(top.version);
+    auto tick = [&] {
+      ++done_count;
+      if (progress && Clock::now() - last_progress > std::chrono::milliseconds(200)) {
+        last_progress = Clock::now();
+        progress(done_count, total);
       }
-      std::stable_sort(sources.begin(), sources.end(), [&](std::size_t a, std::size_t b) {
-        return digest_votes[holdings[a]->digest] > digest_votes[holdings[b]->digest];
-      });
-      for (std::size_t node : sources) {
-        wire::Request req;
-        req.mutable_get()->add_ids(id_bytes);
-        CallResult r = transport_->Call(node, std::move(req), options_.admin_timeout).get();
-        if (r.status != CallStatus::kOk || !r.reply.has_get() ||
-            r.reply.get().results_size() != 1 || !r.reply.get().results(0).found()) {
-          continue;
-        }
-        auto o = FromWireObject(std::move(*r.reply.mutable_get()->mutable_results(0)->mutable_object()));
-        if (!o || o->id != *id || o->version != newest || !Verify(*o)) {
-          if (o && !o->tombstone) ++verify_failures_;
-          continue;
-        }
-        good_digest = o->tombstone ? std::string() : ObjectStore::Digest(o->sealed);
-        good = std::move(o);
-        break;
-      }
-      if (!good) {
-        ++report.unrecoverable;
-        spdlog::error("scrub: object {}: no verified copy of version {}", crypto::ToHex(*id),
-                      newest.ToString());
-      }
+    };
+    // Every replica lists the same newest version with the same bytes and nothing else is to be
+    // done: no copy is fetched and nothing is written, so no claim is spread or acted on.
+    if (agreed && !extra_holders && !may_collect) {
+      tick();
+      continue;
     }
 
+    // Something is to be written or dropped: only an authenticated copy may drive it.
+    GetResult resolved = Resolve(listed);
+    if (resolved.status != GetStatus::kFound) {
+      if (resolved.status == GetStatus::kUnavailable) {
+        if (!any_unreachable) ++report.unreachable;
+        spdlog::warn("scrub: {}", resolved.error);
+      } else {
+        ++report.unrecoverable;
+        spdlog::error("scrub: {}", resolved.error);
+      }
+      tick();
+      continue;
+    }
+    const Object& good = resolved.object;
+    const std::string good_digest = ObjectStore::Digest(good.sealed);
+    auto holds_good = [&](const Claim* c) {
+      return c && c->version == good.version && c->digest == good_digest &&
+             c->tombstone == good.tombstone;
+    };
+
     std::size_t confirmed = 0;
-    bool repaired = false;
-    std::vector<std::pair<std::size_t, std::future<CallResult>>> writes;
+    bool repaired = false, differs = false;
+    std::vector<std::pair<std::size_t, wire::Request>> writes;
     for (std::size_t node : replicas) {
       if (!reachable[node]) continue;
-      const auto& h = holdings[node];
-      bool ok = h && h->version == newest &&
-                (!good || good->tombstone || h->digest == good_digest);
-      if (ok) {
+      const Claim* c = by_node[node];
+      if (holds_good(c)) {
         ++confirmed;
         continue;
       }
-      if (!good) continue;
+      // A node that claims a newer version than any it could back keeps its claim: a write of
+      // an older version would not replace it. It was counted while resolving.
+      if (c && c->version > good.version) continue;
+      differs = true;
+      if (!repair) continue;
       wire::Request req;
-      ToWireObject(*good, /*repair=*/true, req.mutable_put()->add_objects());
+      ToWireObject(good, /*repair=*/c && c->version == good.version, req.mutable_put()->add_objects());
       ++repairs_sent_;
-      writes.emplace_back(node, transport_->Call(node, std::move(req), options_.write_timeout));
+      writes.emplace_back(node, std::move(req));
     }
-    for (auto& [node, f] : writes) {
-      CallResult r = f.get();
+    for (auto& [node, r] : send_and_wait(std::move(writes), options_.write_timeout)) {
       if (r.status == CallStatus::kOk && r.reply.has_put() && r.reply.put().results_size() == 1 &&
           r.reply.put().results(0).status() != wire::PUT_REJECTED) {
         ++confirmed;
         repaired = true;
       } else {
-        spdlog::warn("scrub: object {}: repair failed: {}", crypto::ToHex(*id),
+        spdlog::warn("scrub: object {}: repair failed: {}", crypto::ToHex(listed.id),
                      r.Describe(options_.nodes[node]));
       }
     }
     if (repaired) ++report.repaired;
+    if (differs) ++report.differing;
+    if (!repair) {
+      tick();
+      continue;
+    }
 
-    // A tombstone every replica holds, seen by every node, older than the grace period: drop
-    // it everywhere (nothing can bring back the object it deleted).
-    const bool all_reachable =
-        std::find(reachable.begin(), reachable.end(), false) == reachable.end();
-    if (options_.collect_tombstones && all_reachable && confirmed == replicas.size() &&
-        holdings[replicas.front()] && holdings[replicas.front()]->tombstone) {
-      const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
-      const auto grace_ns =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(options_.tombstone_grace).count();
-      if (now_ns > 0 && newest.hlc + static_cast<std::uint64_t>(grace_ns) <
-                            static_cast<std::uint64_t>(now_ns)) {
-        std::vector<std::future<CallResult>> drops;
-        for (std::size_t node = 0; node < n; ++node) {
-          if (!holdings[node]) continue;
+    // An authenticated tombstone that every replica holds, with every node answering, older
+    // than the grace period: drop it everywhere (nothing can bring back the object it deleted).
+    // Every replica's copy is fetched and authenticated first: a claim alone is not enough to
+    // delete the last record of a delete.
+    if (options_.collect_tombstones && good.tombstone && all_reachable &&
+        confirmed == replicas.size() && old_enough(good.version)) {
+      std::vector<std::pair<std::size_t, wire::Request>> gets;
+      for (std::size_t node : replicas) {
+        wire::Request req;
+        req.mutable_get()->add_ids(id_bytes);
+        gets.emplace_back(node, std::move(req));
+      }
+      bool all_hold = true;
+      for (auto& [node, r] : send_and_wait(std::move(gets), options_.admin_timeout)) {
+        std::optional<Object> o;
+        if (r.status == CallStatus::kOk && r.reply.has_get() && r.reply.get().results_size() == 1 &&
+            r.reply.get().results(0).found()) {
+          o = FromWireObject(std::move(*r.reply.mutable_get()->mutable_results(0)->mutable_object()));
+        }
+        all_hold = all_hold && o && o->id == listed.id && o->version == good.version &&
+                   o->tombstone && Verify(node, *o) == Verdict::kGenuine;
+      }
+      if (all_hold) {
+        std::vector<std::pair<std::size_t, wire::Request>> drops;
+        for (const Claim& c : listed.claims) {
           wire::Request req;
           auto* item = req.mutable_drop()->add_items();
           item->set_id(id_bytes);
-          ToWire(newest, item->mutable_version());
-          drops.push_back(transport_->Call(node, std::move(req), options_.write_timeout));
+          ToWire(good.version, item->mutable_version());
+          drops.emplace_back(c.node, std::move(req));
         }
         bool all = true;
-        for (auto& f : drops) {
-          CallResult r = f.get();
+        for (auto& [node, r] : send_and_wait(std::move(drops), options_.write_timeout)) {
           all = all && r.status == CallStatus::kOk && r.reply.has_drop() &&
                 r.reply.drop().dropped_size() == 1 && r.reply.drop().dropped(0);
         }
         if (all) ++report.collected;
-        ++done_count;
+        tick();
         continue;
       }
     }
 
     // Take the object off nodes that are not its replicas, once all R replicas hold it.
     if (confirmed == replicas.size()) {
-      std::vector<std::future<CallResult>> drops;
-      for (std::size_t node = 0; node < n; ++node) {
-        if (!holdings[node] || !reachable[node]) continue;
-        if (std::find(replicas.begin(), replicas.end(), node) != replicas.end()) continue;
+      std::vector<std::pair<std::size_t, wire::Request>> drops;
+      for (const Claim& c : listed.claims) {
+        if (is_replica(c.node) || !reachable[c.node] || c.version > good.version) continue;
         wire::Request req;
         auto* item = req.mutable_drop()->add_items();
         item->set_id(id_bytes);
-        ToWire(newest, item->mutable_version());
-        drops.push_back(transport_->Call(node, std::move(req), options_.write_timeout));
+        ToWire(good.version, item->mutable_version());
+        drops.emplace_back(c.node, std::move(req));
       }
       bool moved = false;
-      for (auto& f : drops) {
-        CallResult r = f.get();
+      for (auto& [node, r] : send_and_wait(std::move(drops), options_.write_timeout)) {
         if (r.status == CallStatus::kOk && r.reply.has_drop() &&
             r.reply.drop().dropped_size() == 1 && r.reply.drop().dropped(0)) {
           moved = true;
@@ -840,12 +1105,7 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
       }
       if (moved) ++report.moved;
     }
-
-    ++done_count;
-    if (progress && Clock::now() - last_progress > std::chrono::milliseconds(200)) {
-      last_progress = Clock::now();
-      progress(done_count, total);
-    }
+    tick();
   }
   if (progress) progress(done_count, total);
   return report;

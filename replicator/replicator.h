@@ -4,14 +4,24 @@
 // and succeeds for an object once W nodes acknowledged a durable commit (a node that already
 // holds the same or a newer version counts: it holds at least this write durably); it fails with
 // a message naming every node that failed when W can no longer be met or the timeout passes.
-// Get() asks the best replica first (placement order, skipping nodes that recently failed or
-// answer much slower than the others), sends a hedged request to the next one after a short delay,
-// fails over at once on an error, a missing object or data the verifier rejects, and repairs in
-// the background every replica that answered missing, stale or corrupt. Scrub() walks all nodes
-// (LIST) and re-replicates so each object sits on exactly its R replicas with identical bytes.
+// Get() asks the best replica first (placement order, skipping nodes that recently failed, lied
+// or answer much slower than the others), sends a hedged request to the next one after a short
+// delay, fails over at once on an error, a missing object or a copy the verifier rejects, and
+// repairs in the background every replica that answered missing, stale or corrupt. Scrub() walks
+// all nodes (LIST) and re-replicates so each object sits on exactly its R replicas with
+// identical bytes.
+//
+// Trust. Nodes are not trusted: everything a node says about an object (its version, whether it
+// is a tombstone, its bytes) is a claim until the verifier authenticated a copy against it. Only
+// authenticated copies are returned, used as repair sources or written to other nodes; a listing
+// entry that no authenticated copy backs is ignored; claims of versions more than max_clock_skew
+// in the future are refused. A node caught lying (a copy that authenticates, but as another
+// version or kind than claimed, or a listing it cannot back) is counted, logged once per
+// interval with its id, reported in stats() and asked last for a while.
 //
 // Reads are not quorum reads: Get() returns the first verified copy, which may be older than a
 // concurrent write (immutable chunks do not care; records are reconciled through the feed).
+// Resolve() returns the newest authenticated version among what the nodes list.
 //
 // Thread safety: every public function may be called from many threads at once (FUSE workers).
 // Callbacks of the async functions run on the I/O thread and must be short.
@@ -37,9 +47,27 @@
 
 namespace coffer::replicator {
 
-// Decides whether `sealed` is a genuine copy of object `id` (cofferfs: crypto::Open with the
-// right kind). Called from the I/O thread and from Scrub(); must be thread-safe.
-using Verifier = std::function<bool(const crypto::ObjectId& id, std::string_view sealed)>;
+struct Object {
+  crypto::ObjectId id{};
+  Version version;
+  bool tombstone = false;
+  std::string sealed;
+};
+
+// What a verifier concludes about one copy a node served, with the node's claims.
+enum class Verdict {
+  kGenuine,          // authenticated, and it is the version and kind the node claims
+  kCorrupt,          // does not authenticate: damaged bytes
+  kForged,           // authenticates, but as another version or kind than claimed: a lie
+  kUnauthenticated,  // nothing authenticates the claim (an unsealed tombstone of an old format)
+  kFuture,           // claims a version beyond max_clock_skew from now (set by the replicator)
+};
+const char* ToString(Verdict v);
+
+// Decides whether `claimed` (id, version and tombstone as the node claims them, and the bytes it
+// served) is genuine: cofferfs opens it with the key and compares the authenticated version and
+// kind with the claims. Called from the I/O thread and from Scrub(); must be thread-safe.
+using Verifier = std::function<Verdict(const Object& claimed)>;
 
 struct ReplicatorOptions {
   std::vector<NodeAddress> nodes;
@@ -51,7 +79,15 @@ struct ReplicatorOptions {
   std::chrono::milliseconds hedge_delay{30};
   std::chrono::milliseconds admin_timeout{5000};  // LIST/FEED/STAT and scrub requests
   std::size_t max_batch = 256;    // objects per PUT request to one node
-  Verifier verifier;              // empty: accept every copy (no verification)
+  // Empty: every copy counts as genuine (only for tests and benchmarks of the replicator alone).
+  Verifier verifier;
+  // Claims of versions whose clock (nanoseconds since the epoch, as cofferfs writes it) is more
+  // than this ahead of the wall clock are refused: a node cannot push boxes' clocks forward.
+  std::chrono::seconds max_clock_skew{300};
+  // A node caught lying is asked last (reads) and not used as a repair source for this long.
+  std::chrono::seconds suspect_period{600};
+  // Lies and refusals are logged at most once per node per interval (with counts).
+  std::chrono::seconds lie_log_interval{60};
   TransportOptions transport;
   // Hinted handoff: when a replica fails a write, the object goes to the next node in its
   // ranking instead (which counts toward W: a sloppy quorum), and a hint remembers to move it
@@ -66,13 +102,6 @@ struct ReplicatorOptions {
   std::chrono::seconds tombstone_grace{7 * 24 * 3600};
 };
 
-struct Object {
-  crypto::ObjectId id{};
-  Version version;
-  bool tombstone = false;
-  std::string sealed;
-};
-
 struct PutResult {
   // Per object of the batch, same order: true when W nodes acknowledged it.
   std::vector<bool> stored;
@@ -82,7 +111,7 @@ struct PutResult {
 };
 
 enum class GetStatus {
-  kFound,        // `object` is verified (or a tombstone)
+  kFound,        // `object` is authenticated (it may be a tombstone)
   kNotFound,     // every replica asked answered "no such object"
   kUnavailable,  // no replica returned a verified copy (down, timeout, corrupt)
 };
@@ -93,14 +122,48 @@ struct GetResult {
   std::string error;  // for kUnavailable: what each replica did
 };
 
+// One node's claim about an object, from its listing.
+struct Claim {
+  std::size_t node = 0;
+  Version version;
+  bool tombstone = false;
+  std::string digest;  // BLAKE2b-128 of the sealed bytes, as the node reports it
+  std::uint64_t size = 0;
+};
+
+// Everything the answering nodes list for one object id, newest claim first.
+struct Listed {
+  crypto::ObjectId id{};
+  std::vector<Claim> claims;
+  const Claim& newest() const { return claims.front(); }
+  std::size_t HoldersOf(const Version& v) const;
+};
+
+struct ListSummary {
+  std::vector<bool> answered;  // per node: its whole listing was read
+  std::size_t nodes() const { return answered.size(); }
+  std::size_t answered_count() const;
+};
+
 struct ScrubReport {
   std::uint64_t checked = 0;      // distinct object ids seen
+  std::uint64_t differing = 0;    // objects some replica lacks in its newest authenticated form
   std::uint64_t repaired = 0;     // objects written to at least one replica
   std::uint64_t moved = 0;        // objects dropped from nodes that are not their replicas
   std::uint64_t unreachable = 0;  // objects with a replica on a node that did not answer
-  std::uint64_t unrecoverable = 0;  // objects with no verified copy anywhere
+  std::uint64_t unrecoverable = 0;  // objects whose claims no authenticated copy backs
   std::uint64_t collected = 0;    // tombstones dropped from every node (collect_tombstones)
   std::vector<std::string> unreachable_nodes;
+};
+
+// How far a node can be trusted: what it was caught at since the replicator started.
+struct NodeTrust {
+  std::uint64_t lies = 0;     // copies that authenticated as another version or kind than
+                              // claimed, unsealed tombstones over sealed objects, listings
+                              // the node could not back
+  std::uint64_t corrupt = 0;  // copies that did not authenticate
+  std::uint64_t future = 0;   // claims of versions beyond max_clock_skew
+  std::int64_t last_lie_unix = 0;
 };
 
 struct ReplicatorStats {
@@ -110,6 +173,7 @@ struct ReplicatorStats {
   std::uint64_t hints_stored = 0;    // writes handed to a fallback node
   std::uint64_t hints_replayed = 0;  // of those, delivered to their owner
   std::uint64_t hints_pending = 0;
+  std::vector<NodeTrust> nodes;      // per node, in configuration order
 };
 
 class Replicator {
@@ -128,7 +192,8 @@ class Replicator {
   PutResult Put(const std::vector<Object>& batch, std::size_t quorum = 0);
   void PutAsync(const std::vector<Object>& batch, std::function<void(PutResult&&)> done,
                 std::size_t quorum = 0);
-  // Deletes with a tombstone of `version` (conditional like any put).
+  // Deletes with an unsealed tombstone of `version` (conditional like any put). Boxes delete by
+  // putting a sealed tombstone instead (an unsealed one authenticates nothing); for tests.
   PutResult Delete(const crypto::ObjectId& id, const Version& version);
 
   GetResult Get(const crypto::ObjectId& id);
@@ -147,8 +212,25 @@ class Replicator {
   // within `timeout`.
   std::vector<std::optional<std::chrono::microseconds>> PingAll(std::chrono::milliseconds timeout);
 
+  // Walks every node's listing (a few retries per page while a node reconnects) and calls `fn`
+  // once per id with every claim, from this thread, in id order. Claims of versions beyond
+  // max_clock_skew are left out (and counted against their node).
+  ListSummary ListAll(const std::function<void(Listed&&)>& fn);
+
+  // The newest authenticated copy among the claims of `listed`: the claimed versions are tried
+  // from the newest down, each from its holders (trusted nodes first) with failover; a copy that
+  // does not authenticate as claimed counts against its node and the next holder or version is
+  // tried. kFound: the newest version some holder backs (it may be a tombstone). kNotFound: no
+  // claim is backed. kUnavailable: a holder of a newer claim did not answer (its claim may be
+  // true: deciding now could return a stale version).
+  void ResolveAsync(const Listed& listed, std::function<void(GetResult&&)> done);
+  GetResult Resolve(const Listed& listed);
+
   // See the file comment. `progress(done, total)` is called now and then from this thread.
-  ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
+  // `repair` false: only report (a scrub without the key cannot authenticate anything, so it
+  // must not write what it found).
+  ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress = {},
+                    bool repair = true);
 
   ReplicatorStats stats() const;
 
@@ -170,6 +252,8 @@ class Replicator {
   std::optional<std::size_t> PickFallback(const crypto::ObjectId& id, std::size_t& used);
   struct GetOp;
   struct PutOp;
+  struct ResolveOp;
+  void ResolveNext(const std::shared_ptr<ResolveOp>& op);
   void Handoff(const std::shared_ptr<PutOp>& op, std::size_t i, std::size_t owner,
                std::size_t fallback);
   void SendGet(const std::shared_ptr<GetOp>& op);
@@ -177,7 +261,13 @@ class Replicator {
   void FinishGetLocked(const std::shared_ptr<GetOp>& op);
   void RepairAfterGet(const std::shared_ptr<GetOp>& op);
   void SendRepair(std::size_t node, const Object& object, bool force);
-  bool Verify(const Object& o);
+  // The verifier's verdict on a copy `node` served (kFuture for a claim too far ahead), counted
+  // against the node when it is not genuine.
+  Verdict Verify(std::size_t node, const Object& o);
+  bool TooFarAhead(const Version& v) const;
+  void CountAgainst(std::size_t node, Verdict v, const crypto::ObjectId& id, const Version& claim,
+                    const std::string& detail = {});
+  bool Suspect(std::size_t node) const;  // caught lying within suspect_period
   wire::Reply CallSync(std::size_t node, wire::Request req, const char* what);
   void MarkDown(std::size_t node);
   void MarkUp(std::size_t node, std::chrono::microseconds latency = {});
@@ -191,6 +281,13 @@ class Replicator {
   std::atomic<std::uint64_t> repairs_sent_{0};
   std::atomic<std::uint64_t> hedges_sent_{0};
   std::atomic<std::uint64_t> verify_failures_{0};
+  // Per node: what it was caught at, until when it is a suspect, and when its lies were last
+  // logged. Guarded by trust_mu_, a leaf lock (lock order: health_mu_, then trust_mu_).
+  mutable std::mutex trust_mu_;
+  std::vector<NodeTrust> trust_;
+  std::vector<std::chrono::steady_clock::time_point> suspect_until_;
+  std::vector<std::chrono::steady_clock::time_point> trust_logged_;
+  std::vector<std::uint64_t> trust_unlogged_;  // events since the last log line
   // Nodes that recently failed are asked last. Guarded by health_mu_.
   mutable std::mutex health_mu_;
   std::vector<std::chrono::steady_clock::time_point> down_until_;

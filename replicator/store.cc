@@ -82,7 +82,7 @@ lmdb::Env OpenEnv(const std::string& dir, std::size_t map_size) {
   if (sodium_init() < 0) throw Error(EIO, "libsodium initialisation failed");
   lmdb::EnvOptions options;
   options.map_size = map_size;
-  options.max_dbs = 4;
+  options.max_dbs = 8;
   return lmdb::Env::Open(dir, options);
 }
 
@@ -95,11 +95,13 @@ lmdb::Dbi OpenDbi(const lmdb::Env& env, const char* name) {
 
 }  // namespace
 
-ObjectStore::ObjectStore(const std::string& dir, std::size_t map_size)
+ObjectStore::ObjectStore(const std::string& dir, std::size_t map_size, bool keep_first_copies)
     : env_(OpenEnv(dir, map_size)),
       objects_(OpenDbi(env_, "objects")),
       feed_(OpenDbi(env_, "feed")),
-      meta_(OpenDbi(env_, "meta")) {}
+      meta_(OpenDbi(env_, "meta")),
+      first_(OpenDbi(env_, "first")),
+      keep_first_(keep_first_copies) {}
 
 std::string ObjectStore::Digest(std::string_view sealed) {
   unsigned char out[16];
@@ -113,7 +115,7 @@ std::vector<wire::PutResult> ObjectStore::Apply(const std::vector<const wire::Ob
   // Digests are computed outside the write transaction: it is the only serial part.
   std::vector<std::string> digests(objects.size());
   for (std::size_t i = 0; i < objects.size(); ++i) {
-    if (!objects[i]->tombstone()) digests[i] = Digest(objects[i]->sealed());
+    if (!objects[i]->sealed().empty()) digests[i] = Digest(objects[i]->sealed());
   }
   auto txn = lmdb::Txn::BeginWrite(env_);
   wire::StoreCounters counters = ReadCounters(txn, meta_);
@@ -140,16 +142,18 @@ std::vector<wire::PutResult> ObjectStore::Apply(const std::vector<const wire::Ob
     if (have) {
       Uncount(held, &counters);
       feed_.Del(txn, SeqKey(held.seq()));
+      if (keep_first_ && !first_.Get(txn, o.id())) {
+        held.SerializeToString(&value);  // a copy: LMDB's own bytes may move during the put
+        first_.Put(txn, o.id(), value);
+      }
     }
     wire::StoredObject s;
     *s.mutable_version() = o.version();
     s.set_tombstone(o.tombstone());
     counters.set_seq(counters.seq() + 1);
     s.set_seq(counters.seq());
-    if (!o.tombstone()) {
-      s.set_digest(digests[i]);
-      s.set_sealed(o.sealed());
-    }
+    s.set_digest(digests[i]);
+    s.set_sealed(o.sealed());
     Count(s, &counters);
     s.SerializeToString(&value);
     objects_.Put(txn, o.id(), value);
@@ -195,6 +199,20 @@ std::vector<bool> ObjectStore::Drop(const std::vector<std::pair<std::string, Ver
 std::optional<wire::Object> ObjectStore::Get(std::string_view id) const {
   auto txn = lmdb::Txn::BeginRead(env_);
   auto v = objects_.Get(txn, id);
+  if (!v) return std::nullopt;
+  wire::StoredObject held;
+  ParseStored(*v, &held);
+  wire::Object o;
+  o.set_id(std::string(id));
+  *o.mutable_version() = held.version();
+  o.set_tombstone(held.tombstone());
+  o.set_sealed(std::move(*held.mutable_sealed()));
+  return o;
+}
+
+std::optional<wire::Object> ObjectStore::First(std::string_view id) const {
+  auto txn = lmdb::Txn::BeginRead(env_);
+  auto v = first_.Get(txn, id);
   if (!v) return std::nullopt;
   wire::StoredObject held;
   ParseStored(*v, &held);

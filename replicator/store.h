@@ -4,8 +4,11 @@
 //   objects: id (16 bytes) -> StoredObject (version, tombstone, seq, digest, sealed bytes)
 //   feed:    seq (8 bytes, big endian) -> id; only the latest change of each id is kept
 //   meta:    counters (next sequence number, live objects, tombstones, live bytes)
+//   first:   (keep_first_copies only) id -> the StoredObject held before the id's first
+//            replacement, for the rollback play-dead mode of tests
 // A put is applied only if its version is newer than the one held (conditional put), so
-// retries and replays are harmless. Deletes are tombstones carrying their version. Every
+// retries and replays are harmless. Deletes are tombstones carrying their version (and, from
+// boxes of format 2, their sealed bytes: the store does not look inside). Every
 // accepted change takes the next sequence number. All changes of one Apply() share one durable
 // LMDB commit (group commit): when Apply() returns, they are on disk.
 //
@@ -37,7 +40,8 @@ struct StoreStats {
 class ObjectStore {
  public:
   // Opens (creating if needed) the store in directory `dir`, which must exist.
-  explicit ObjectStore(const std::string& dir, std::size_t map_size = std::size_t{64} << 30);
+  explicit ObjectStore(const std::string& dir, std::size_t map_size = std::size_t{64} << 30,
+                       bool keep_first_copies = false);
 
   // Applies `objects` (already validated: 16-byte ids, tombstones without bytes) in one durable
   // commit. Returns one result per object. Objects with the same id in one call are applied in
@@ -49,6 +53,9 @@ class ObjectStore {
 
   // The object or tombstone with `id`, or nullopt.
   std::optional<wire::Object> Get(std::string_view id) const;
+  // The first copy of `id` ever held, if it was replaced since (keep_first_copies), or nullopt.
+  std::optional<wire::Object> First(std::string_view id) const;
+  bool keeps_first_copies() const { return keep_first_; }
 
   // Up to `limit` entries with ids greater than `after` (all when `after` is empty); `*done` is
   // set when the walk reached the end.
@@ -67,6 +74,8 @@ class ObjectStore {
   lmdb::Dbi objects_;
   lmdb::Dbi feed_;
   lmdb::Dbi meta_;
+  lmdb::Dbi first_;
+  bool keep_first_ = false;
 };
 
 }  // namespace coffer::replicator

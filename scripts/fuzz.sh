@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang-14 into build-fuzz/ and runs each for a while, seeded
-# from the committed reference data (tests/reference/v1). Exits non-zero if a target crashes,
+# from the committed reference data (tests/reference/v1 and v2). Exits non-zero if a target crashes,
 # leaks, trips ASan/UBSan or times out; the input that did it is left in build-fuzz/artifacts/.
 #
 #   scripts/fuzz.sh [seconds per target, default 30] [target...]
@@ -28,21 +28,23 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" -j 2 "${targets[@]/#/tests/fuzz/}"
 
-# Seed corpora from the reference data.
-ref=$root/tests/reference/v1
+# Seed corpora from the reference data of every format (sealed_fuzz opens with the v2 keys).
 mkdir -p "$build/corpus/sealed_fuzz" "$build/corpus/keyfile_fuzz" "$build/artifacts"
-# sealed_fuzz input: 16-byte object id, then the sealed object.
-python3 - "$ref" "$build/corpus/sealed_fuzz" <<'EOF'
+for v in v1 v2; do
+  ref=$root/tests/reference/$v
+  # sealed_fuzz input: 16-byte object id, then the sealed object.
+  python3 - "$ref" "$build/corpus/sealed_fuzz" "$v" <<'EOF'
 import sys
-ref, out = sys.argv[1], sys.argv[2]
+ref, out, v = sys.argv[1], sys.argv[2], sys.argv[3]
 for line in open(f"{ref}/MANIFEST"):
     f = line.split()
     if f and f[0] == "object":
         name, oid = f[1], f[4]
         sealed = open(f"{ref}/objects/{name}.sealed", "rb").read()
-        open(f"{out}/seed-{name}", "wb").write(bytes.fromhex(oid) + sealed)
+        open(f"{out}/seed-{v}-{name}", "wb").write(bytes.fromhex(oid) + sealed)
 EOF
-cp "$ref"/keyfile-*.key "$build/corpus/keyfile_fuzz/"
+  for k in "$ref"/keyfile-*.key; do cp "$k" "$build/corpus/keyfile_fuzz/$v-$(basename "$k")"; done
+done
 
 export COFFER_SOURCE_ROOT=$root
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -35,7 +35,7 @@ void BM_Seal(benchmark::State& state) {
   Fixture f;
   std::string plain = primitives::RandomString(size);
   for (auto _ : state) {
-    std::string sealed = Seal(f.ring, ObjectKind::kChunk, f.id, 1, plain);
+    std::string sealed = Seal(f.ring, ObjectKind::kChunk, f.id, 1, {1, 1}, plain);
     benchmark::DoNotOptimize(sealed.data());
   }
   SetThroughput(state, size);
@@ -44,7 +44,7 @@ void BM_Seal(benchmark::State& state) {
 void BM_Open(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
   Fixture f;
-  std::string sealed = Seal(f.ring, ObjectKind::kChunk, f.id, 1, primitives::RandomString(size));
+  std::string sealed = Seal(f.ring, ObjectKind::kChunk, f.id, 1, {1, 1}, primitives::RandomString(size));
   for (auto _ : state) {
     std::optional<std::string> plain = Open(f.ring, ObjectKind::kChunk, f.id, sealed);
     if (!plain) state.SkipWithError("Open failed");

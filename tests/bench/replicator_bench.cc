@@ -108,8 +108,13 @@ int main(int argc, char** argv) {
   options.client_keys = box;
   options.replicas = 3;
   options.write_quorum = 2;
-  options.verifier = [&keyring](const crypto::ObjectId& id, std::string_view sealed) {
-    return crypto::Open(keyring, crypto::ObjectKind::kChunk, id, sealed).has_value();
+  options.verifier = [&keyring](const Object& claimed) {
+    auto opened = crypto::OpenObject(keyring, claimed.id, claimed.sealed);
+    return opened && opened->version &&
+                   opened->version->hlc == claimed.version.hlc &&
+                   opened->version->box_id == claimed.version.box_id
+               ? Verdict::kGenuine
+               : Verdict::kCorrupt;
   };
   Replicator replicator(options);
   for (std::size_t i = 0; i < nodes.size(); ++i) {
@@ -142,7 +147,7 @@ int main(int argc, char** argv) {
     for (auto& o : objs) {
       o.id = crypto::RandomObjectId();
       o.version = {hlc, 1};
-      o.sealed = crypto::Seal(keyring, crypto::ObjectKind::kChunk, o.id, 1,
+      o.sealed = crypto::Seal(keyring, crypto::ObjectKind::kChunk, o.id, 1, {hlc, 1},
                               crypto::primitives::RandomString(size));
     }
     ++hlc;

@@ -419,11 +419,12 @@ TEST(ObjectIdTest, HexRoundTripAndRejects) {
 
 TEST(ObjectKindTest, ValidKinds) {
   EXPECT_FALSE(IsValidKind(0));
-  for (std::uint32_t k = 1; k <= 4; ++k) EXPECT_TRUE(IsValidKind(k));
-  EXPECT_FALSE(IsValidKind(5));
+  for (std::uint32_t k = 1; k <= 5; ++k) EXPECT_TRUE(IsValidKind(k));
+  EXPECT_FALSE(IsValidKind(6));
   EXPECT_FALSE(IsValidKind(0xffffffffu));
   // Frozen values (crypto.h: never renumber).
   EXPECT_EQ(static_cast<int>(ObjectKind::kChunk), 1);
+  EXPECT_EQ(static_cast<int>(ObjectKind::kTombstone), 5);
   EXPECT_EQ(static_cast<int>(ObjectKind::kInodeRecord), 2);
   EXPECT_EQ(static_cast<int>(ObjectKind::kDirEntry), 3);
   EXPECT_EQ(static_cast<int>(ObjectKind::kStoreMeta), 4);
@@ -461,7 +462,10 @@ TEST(KeyringTest, Epochs) {
 // ---- Seal / Open --------------------------------------------------------------------------------
 
 constexpr ObjectKind kKinds[] = {ObjectKind::kChunk, ObjectKind::kInodeRecord,
-                                 ObjectKind::kDirEntry, ObjectKind::kStoreMeta};
+                                 ObjectKind::kDirEntry, ObjectKind::kStoreMeta,
+                                 ObjectKind::kTombstone};
+// The version objects are sealed at in these tests (an HLC in nanoseconds, a box id).
+constexpr ObjectVersion kV{1765000000123456789ull, 0x1234abcd5678ef90ull};
 
 std::string Pattern(std::size_t size, unsigned seed) {
   std::string out(size, '\0');
@@ -504,17 +508,27 @@ TEST_F(SealTest, RoundTripEveryKindAndSize) {
                    std::to_string(size));
       std::string plain = Pattern(size, static_cast<unsigned>(size) + static_cast<unsigned>(kind));
       for (std::uint32_t epoch : {1u, 2u}) {
-        std::string sealed = Seal(ring_, kind, id_, epoch, plain);
-        EXPECT_LT(sealed.size(), size + 64);
+        std::string sealed = Seal(ring_, kind, id_, epoch, kV, plain);
+        EXPECT_LT(sealed.size(), size + 96);
         std::optional<std::string> opened = Open(ring_, kind, id_, sealed);
         ASSERT_TRUE(opened.has_value());
         EXPECT_TRUE(*opened == plain);
+        std::optional<Opened> object = OpenObject(ring_, id_, sealed);
+        ASSERT_TRUE(object.has_value());
+        EXPECT_TRUE(object->plaintext == plain);
+        EXPECT_EQ(object->format, kSealFormatVersion);
+        EXPECT_EQ(object->kind, kind);
+        EXPECT_EQ(object->epoch, epoch);
+        ASSERT_TRUE(object->version.has_value());
+        EXPECT_EQ(*object->version, kV);
         std::optional<SealedInfo> info = Inspect(sealed);
         ASSERT_TRUE(info.has_value());
-        EXPECT_EQ(info->version, kSealFormatVersion);
+        EXPECT_EQ(info->format, kSealFormatVersion);
         EXPECT_EQ(info->kind, kind);
         EXPECT_EQ(info->epoch, epoch);
-        EXPECT_EQ(info->plaintext_size, size);
+        EXPECT_EQ(info->payload_size, size + 1);  // the framing byte
+        ASSERT_TRUE(info->version.has_value());
+        EXPECT_EQ(*info->version, kV);
         if (size >= 16) {  // the plaintext does not appear in the sealed bytes
           EXPECT_EQ(sealed.find(plain.substr(0, 16)), std::string::npos);
         }
@@ -524,18 +538,76 @@ TEST_F(SealTest, RoundTripEveryKindAndSize) {
 }
 
 TEST_F(SealTest, EncodingIsTheDocumentedProtobuf) {
-  std::string sealed = Seal(ring_, ObjectKind::kInodeRecord, id_, 2, "record");
+  std::string sealed = Seal(ring_, ObjectKind::kInodeRecord, id_, 2, kV, "record");
   proto::SealedObject msg = Parse(sealed);
-  EXPECT_EQ(msg.version(), 1u);
+  EXPECT_EQ(msg.version(), 2u);
   EXPECT_EQ(msg.kind(), 2u);
   EXPECT_EQ(msg.epoch(), 2u);
   EXPECT_EQ(msg.nonce().size(), kNonceSize);
-  EXPECT_EQ(msg.ciphertext().size(), 6 + kTagSize);
+  EXPECT_EQ(msg.ciphertext().size(), 6 + 1 + kTagSize);
+  EXPECT_EQ(msg.hlc(), kV.hlc);
+  EXPECT_EQ(msg.box_id(), kV.box_id);
+  // Canonical: exactly what protobuf itself serializes.
+  EXPECT_EQ(msg.SerializeAsString(), sealed);
+}
+
+TEST_F(SealTest, PaddingHidesThePayloadSizeAndIsAuthenticated) {
+  for (std::size_t size : {0u, 1u, 100u, 4095u}) {
+    std::string plain = Pattern(size, 9);
+    std::string sealed = Seal(ring_, ObjectKind::kDirEntry, id_, 1, kV, plain, 4096);
+    EXPECT_EQ(Inspect(sealed)->payload_size, 4096u) << size;
+    EXPECT_EQ(Open(ring_, ObjectKind::kDirEntry, id_, sealed), plain) << size;
+  }
+  // A payload larger than the padded size is framed with one byte and no padding.
+  std::string big = Pattern(5000, 1);
+  EXPECT_EQ(Inspect(Seal(ring_, ObjectKind::kChunk, id_, 1, kV, big, 4096))->payload_size, 5001u);
+  // Payloads that end in zero bytes or in the marker value survive the framing.
+  for (std::string plain : {std::string(3, '\0'), std::string("\x80"), std::string("a\x80\0")}) {
+    std::string sealed = Seal(ring_, ObjectKind::kChunk, id_, 2, kV, plain, 64);
+    EXPECT_EQ(Open(ring_, ObjectKind::kChunk, id_, sealed), plain);
+  }
+}
+
+TEST_F(SealTest, TheVersionIsAuthenticated) {
+  std::string sealed = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, kV, "record");
+  // Any other version in the header: the object no longer opens (a node cannot serve an old
+  // copy as a newer version, or make one up).
+  for (ObjectVersion other : {ObjectVersion{kV.hlc + 1, kV.box_id}, ObjectVersion{kV.hlc - 1, kV.box_id},
+                              ObjectVersion{kV.hlc, kV.box_id + 1}, ObjectVersion{0, 0},
+                              ObjectVersion{kV.hlc + 1000000000000000ull, kV.box_id}}) {
+    proto::SealedObject msg = Parse(sealed);
+    msg.set_hlc(other.hlc);
+    msg.set_box_id(other.box_id);
+    std::string rewritten = msg.SerializeAsString();
+    ASSERT_TRUE(Inspect(rewritten));  // well formed...
+    ExpectRejected(ObjectKind::kInodeRecord, id_, rewritten, "version rewritten");  // ...but forged
+    EXPECT_FALSE(OpenObject(ring_, id_, rewritten));
+  }
+}
+
+TEST_F(SealTest, TombstonesAreSealedObjectsOfTheirOwnKind) {
+  std::string tomb = Seal(ring_, ObjectKind::kTombstone, id_, 1, kV, "deleted");
+  auto opened = OpenObject(ring_, id_, tomb);
+  ASSERT_TRUE(opened);
+  EXPECT_EQ(opened->kind, ObjectKind::kTombstone);
+  EXPECT_EQ(*opened->version, kV);
+  // Not a record of any other kind, and no record turns into a tombstone by its header.
+  ExpectRejected(ObjectKind::kInodeRecord, id_, tomb, "tombstone as a record");
+  std::string record = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, kV, "record");
+  proto::SealedObject msg = Parse(record);
+  msg.set_kind(static_cast<std::uint32_t>(ObjectKind::kTombstone));
+  EXPECT_FALSE(OpenObject(ring_, id_, msg.SerializeAsString()));
+  // Format 1 has no tombstones.
+  msg = Parse(tomb);
+  msg.set_version(kSealFormatV1);
+  msg.clear_hlc();
+  msg.clear_box_id();
+  EXPECT_FALSE(Inspect(msg.SerializeAsString()));
 }
 
 TEST_F(SealTest, SealingTwiceGivesDifferentBytes) {
-  std::string a = Seal(ring_, ObjectKind::kChunk, id_, 1, "same plaintext");
-  std::string b = Seal(ring_, ObjectKind::kChunk, id_, 1, "same plaintext");
+  std::string a = Seal(ring_, ObjectKind::kChunk, id_, 1, kV, "same plaintext");
+  std::string b = Seal(ring_, ObjectKind::kChunk, id_, 1, kV, "same plaintext");
   EXPECT_NE(a, b);
   EXPECT_NE(Parse(a).nonce(), Parse(b).nonce());
   EXPECT_EQ(Open(ring_, ObjectKind::kChunk, id_, a), "same plaintext");
@@ -544,18 +616,18 @@ TEST_F(SealTest, SealingTwiceGivesDifferentBytes) {
 
 TEST_F(SealTest, SealRefusesUnknownEpochAndInvalidKind) {
   try {
-    Seal(ring_, ObjectKind::kChunk, id_, 3, "x");
+    Seal(ring_, ObjectKind::kChunk, id_, 3, kV, "x");
     ADD_FAILURE() << "sealed under an unknown epoch";
   } catch (const Error& e) {
     EXPECT_EQ(e.err(), EINVAL);
   }
-  EXPECT_THROW(Seal(ring_, static_cast<ObjectKind>(0), id_, 1, "x"), Error);
-  EXPECT_THROW(Seal(ring_, static_cast<ObjectKind>(5), id_, 1, "x"), Error);
-  EXPECT_THROW(Seal(Keyring(), ObjectKind::kChunk, id_, 1, "x"), Error);
+  EXPECT_THROW(Seal(ring_, static_cast<ObjectKind>(0), id_, 1, kV, "x"), Error);
+  EXPECT_THROW(Seal(ring_, static_cast<ObjectKind>(6), id_, 1, kV, "x"), Error);
+  EXPECT_THROW(Seal(Keyring(), ObjectKind::kChunk, id_, 1, kV, "x"), Error);
 }
 
 TEST_F(SealTest, EveryFlippedByteOfASmallObjectIsRejected) {
-  std::string sealed = Seal(ring_, ObjectKind::kDirEntry, id_, 2, "a small directory entry");
+  std::string sealed = Seal(ring_, ObjectKind::kDirEntry, id_, 2, kV, "a small directory entry");
   ASSERT_TRUE(Open(ring_, ObjectKind::kDirEntry, id_, sealed));
   for (std::size_t i = 0; i < sealed.size(); ++i) {
     for (unsigned char mask : {0x01, 0x02, 0x40, 0x80, 0xff}) {
@@ -568,7 +640,7 @@ TEST_F(SealTest, EveryFlippedByteOfASmallObjectIsRejected) {
 }
 
 TEST_F(SealTest, SampledFlippedBytesOfALargeObjectAreRejected) {
-  std::string sealed = Seal(ring_, ObjectKind::kChunk, id_, 1, Pattern(1 << 20, 7));
+  std::string sealed = Seal(ring_, ObjectKind::kChunk, id_, 1, kV, Pattern(1 << 20, 7));
   ASSERT_TRUE(Open(ring_, ObjectKind::kChunk, id_, sealed));
   std::vector<std::size_t> positions;
   for (std::size_t i = 0; i < 48; ++i) positions.push_back(i);  // header, nonce, start
@@ -582,14 +654,14 @@ TEST_F(SealTest, SampledFlippedBytesOfALargeObjectAreRejected) {
 }
 
 TEST_F(SealTest, TruncationAtEveryLengthIsRejected) {
-  std::string sealed = Seal(ring_, ObjectKind::kStoreMeta, id_, 1, "store meta data");
+  std::string sealed = Seal(ring_, ObjectKind::kStoreMeta, id_, 1, kV, "store meta data");
   for (std::size_t len = 0; len < sealed.size(); ++len) {
     ExpectRejected(ObjectKind::kStoreMeta, id_, sealed.substr(0, len),
                    "truncated to " + std::to_string(len));
     EXPECT_NO_THROW(Inspect(sealed.substr(0, len)));
   }
   // A large object: every length around the protobuf header and the tag, and a sample between.
-  std::string big = Seal(ring_, ObjectKind::kChunk, id_, 1, Pattern(70000, 3));
+  std::string big = Seal(ring_, ObjectKind::kChunk, id_, 1, kV, Pattern(70000, 3));
   for (std::size_t len = 0; len < big.size();
        len += (len < 40 || len + 40 > big.size()) ? 1 : 997) {
     ExpectRejected(ObjectKind::kChunk, id_, std::string_view(big).substr(0, len),
@@ -598,7 +670,7 @@ TEST_F(SealTest, TruncationAtEveryLengthIsRejected) {
 }
 
 TEST_F(SealTest, AppendedBytesAreRejected) {
-  std::string sealed = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, "inode record");
+  std::string sealed = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, kV, "inode record");
   ASSERT_TRUE(Open(ring_, ObjectKind::kInodeRecord, id_, sealed));
   for (int b = 0; b < 256; ++b) {
     ExpectRejected(ObjectKind::kInodeRecord, id_, sealed + static_cast<char>(b),
@@ -607,11 +679,12 @@ TEST_F(SealTest, AppendedBytesAreRejected) {
   // Bytes that protobuf alone would accept: the same field again (last one wins), an unknown
   // field, an empty unknown length-delimited field, a whole second copy.
   const std::string suffixes[] = {
-      std::string("\x08\x01", 2),      // version = 1 again
+      std::string("\x08\x02", 2),      // version = 2 again
       std::string("\x10\x02", 2),      // kind = 2 again
       std::string("\x18\x01", 2),      // epoch = 1 again
-      std::string("\x30\x00", 2),      // unknown varint field 6
-      std::string("\x3a\x00", 2),      // unknown length-delimited field 7, empty
+      std::string("\x30\x00", 2),      // hlc = 0 (field 6)
+      std::string("\x3a\x00", 2),      // field 7 with the wrong wire type, empty
+      std::string("\x40\x00", 2),      // unknown varint field 8
       std::string("\xf8\x07\x01", 3),  // unknown field 127
       sealed,                          // the message twice: parses as one, last fields win
   };
@@ -623,7 +696,7 @@ TEST_F(SealTest, AppendedBytesAreRejected) {
 }
 
 TEST_F(SealTest, NonCanonicalEncodingsAreRejected) {
-  std::string sealed = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, "inode record");
+  std::string sealed = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, kV, "inode record");
   proto::SealedObject msg = Parse(sealed);
   // The same fields in another order.
   proto::SealedObject tail;
@@ -631,6 +704,8 @@ TEST_F(SealTest, NonCanonicalEncodingsAreRejected) {
   tail.set_kind(msg.kind());
   tail.set_epoch(msg.epoch());
   tail.set_nonce(msg.nonce());
+  tail.set_hlc(msg.hlc());
+  tail.set_box_id(msg.box_id());
   proto::SealedObject head;
   head.set_ciphertext(msg.ciphertext());
   std::string reordered = head.SerializeAsString() + tail.SerializeAsString();
@@ -638,12 +713,23 @@ TEST_F(SealTest, NonCanonicalEncodingsAreRejected) {
   ASSERT_TRUE(check.ParseFromString(reordered));
   ASSERT_EQ(check.ciphertext(), msg.ciphertext());
   ExpectRejected(ObjectKind::kInodeRecord, id_, reordered, "fields reordered");
-  // An over-long varint for the version (0x81 0x00 is 1 in two bytes).
+  // The version after the ciphertext instead of before it.
+  proto::SealedObject version_last = msg;
+  version_last.clear_hlc();
+  version_last.clear_box_id();
+  proto::SealedObject only_version;
+  only_version.set_hlc(msg.hlc());
+  only_version.set_box_id(msg.box_id());
+  std::string moved = only_version.SerializeAsString() + version_last.SerializeAsString();
+  ASSERT_TRUE(check.ParseFromString(moved));
+  ASSERT_EQ(check.hlc(), msg.hlc());
+  ExpectRejected(ObjectKind::kInodeRecord, id_, moved, "version fields first");
+  // An over-long varint for the format version (0x82 0x00 is 2 in two bytes).
   std::string overlong = sealed;
-  ASSERT_EQ(overlong.substr(0, 2), std::string("\x08\x01", 2));
-  overlong.replace(0, 2, std::string("\x08\x81\x00", 3));
+  ASSERT_EQ(overlong.substr(0, 2), std::string("\x08\x02", 2));
+  overlong.replace(0, 2, std::string("\x08\x82\x00", 3));
   ASSERT_TRUE(check.ParseFromString(overlong));
-  ASSERT_EQ(check.version(), 1u);
+  ASSERT_EQ(check.version(), 2u);
   ExpectRejected(ObjectKind::kInodeRecord, id_, overlong, "over-long varint");
   // An explicit epoch 0 field does not turn an epoch-1 object into anything valid either.
   std::string with_zero = std::string("\x18\x00", 2) + sealed;
@@ -652,8 +738,8 @@ TEST_F(SealTest, NonCanonicalEncodingsAreRejected) {
 
 TEST_F(SealTest, SwappedIdsKindsAndEpochsAreRejected) {
   ObjectId other_id = RandomObjectId();
-  std::string a = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, "record A");
-  std::string b = Seal(ring_, ObjectKind::kInodeRecord, other_id, 1, "record B");
+  std::string a = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, kV, "record A");
+  std::string b = Seal(ring_, ObjectKind::kInodeRecord, other_id, 1, kV, "record B");
   EXPECT_EQ(Open(ring_, ObjectKind::kInodeRecord, id_, a), "record A");
   EXPECT_EQ(Open(ring_, ObjectKind::kInodeRecord, other_id, b), "record B");
   ExpectRejected(ObjectKind::kInodeRecord, id_, b, "B opened as A");
@@ -700,8 +786,8 @@ TEST_F(SealTest, SwappedIdsKindsAndEpochsAreRejected) {
 
 TEST_F(SealTest, ChunkAndRecordKeysAreSeparate) {
   // A chunk and a record sealed under the same id: each opens only as its own kind.
-  std::string chunk = Seal(ring_, ObjectKind::kChunk, id_, 1, "data");
-  std::string record = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, "data");
+  std::string chunk = Seal(ring_, ObjectKind::kChunk, id_, 1, kV, "data");
+  std::string record = Seal(ring_, ObjectKind::kInodeRecord, id_, 1, kV, "data");
   proto::SealedObject msg = Parse(chunk);
   msg.set_kind(static_cast<std::uint32_t>(ObjectKind::kInodeRecord));
   ExpectRejected(ObjectKind::kInodeRecord, id_, msg.SerializeAsString(), "chunk as record");
@@ -711,14 +797,21 @@ TEST_F(SealTest, ChunkAndRecordKeysAreSeparate) {
 }
 
 TEST_F(SealTest, UnknownVersionAndUnknownEpochAreRejected) {
-  std::string sealed = Seal(ring_, ObjectKind::kChunk, id_, 2, "chunk");
-  for (std::uint32_t version : {0u, 2u, 3u, 0xffffffffu}) {
+  std::string sealed = Seal(ring_, ObjectKind::kChunk, id_, 2, kV, "chunk");
+  for (std::uint32_t version : {0u, 3u, 0xffffffffu}) {
     proto::SealedObject msg = Parse(sealed);
     msg.set_version(version);
     std::string rewritten = msg.SerializeAsString();
     ExpectRejected(ObjectKind::kChunk, id_, rewritten, "version " + std::to_string(version));
     EXPECT_FALSE(Inspect(rewritten)) << "version " << version;
   }
+  // A format 2 object relabelled as format 1 (dropping its version): the AAD differs.
+  proto::SealedObject as_v1 = Parse(sealed);
+  as_v1.set_version(kSealFormatV1);
+  as_v1.clear_hlc();
+  as_v1.clear_box_id();
+  ASSERT_TRUE(Inspect(as_v1.SerializeAsString()));
+  ExpectRejected(ObjectKind::kChunk, id_, as_v1.SerializeAsString(), "relabelled as format 1");
   // A keyring that lacks the epoch the object was sealed under.
   Keyring only_one;
   only_one.Add(2, GenerateMasterKey());  // epoch 2, but a different master key
@@ -730,7 +823,7 @@ TEST_F(SealTest, UnknownVersionAndUnknownEpochAreRejected) {
 }
 
 TEST_F(SealTest, MalformedFieldsAreRejected) {
-  std::string sealed = Seal(ring_, ObjectKind::kChunk, id_, 1, "chunk");
+  std::string sealed = Seal(ring_, ObjectKind::kChunk, id_, 1, kV, "chunk");
   proto::SealedObject msg = Parse(sealed);
   for (std::size_t nonce_size : {0u, 11u, 13u, 16u}) {
     proto::SealedObject bad = msg;
@@ -769,7 +862,7 @@ TEST_F(SealTest, OversizedInputIsRejectedBeforeParsing) {
   std::string huge(kMaxSealedSize + 1, '\0');
   ExpectRejected(ObjectKind::kChunk, id_, huge, "larger than kMaxSealedSize");
   EXPECT_FALSE(Inspect(huge));
-  EXPECT_THROW(Seal(ring_, ObjectKind::kChunk, id_, 1, std::string_view(huge)), Error);
+  EXPECT_THROW(Seal(ring_, ObjectKind::kChunk, id_, 1, kV, std::string_view(huge)), Error);
 }
 
 }  // namespace

@@ -56,7 +56,7 @@ TEST(KeyFileTest, RoundTripWithPassphrase) {
   crypto::Keyring a = keys.MakeKeyring(), b = back.MakeKeyring();
   crypto::ObjectId id = crypto::RandomObjectId();
   for (std::uint32_t epoch : {1u, 2u}) {
-    std::string sealed = crypto::Seal(a, crypto::ObjectKind::kInodeRecord, id, epoch, "rec");
+    std::string sealed = crypto::Seal(a, crypto::ObjectKind::kInodeRecord, id, epoch, {7, 1}, "rec");
     EXPECT_EQ(crypto::Open(b, crypto::ObjectKind::kInodeRecord, id, sealed), "rec");
   }
 }

@@ -99,8 +99,9 @@ TEST_F(CtlNetTest, UnknownKeyIsUnavailable) {
 
 TEST_F(CtlNetTest, ScrubReplicatesAndReports) {
   // Objects written to one node only: scrub must copy each to the two others.
-  crypto::Keyring keyring;
-  keyring.Add(1, crypto::GenerateMasterKey());
+  keyfile::KeySet keys = keyfile::KeySet::Generate(1700000000);
+  AtomicWriteFile(dir_.path() + "/coffer.key", keyfile::Encode(keys, keyfile::Purpose::kKeyFile, nullptr), 0600);
+  crypto::Keyring keyring = keys.MakeKeyring();
   rep::Transport t({{"n1", nodes_[0]->endpoint(), node_keys_[0].public_key}}, box_);
   rep::wire::Request put;
   for (int i = 0; i < 50; ++i) {
@@ -108,7 +109,7 @@ TEST_F(CtlNetTest, ScrubReplicatesAndReports) {
     auto* o = put.mutable_put()->add_objects();
     o->set_id(std::string(reinterpret_cast<const char*>(id.data()), id.size()));
     o->mutable_version()->set_hlc(1);
-    o->set_sealed(crypto::Seal(keyring, crypto::ObjectKind::kChunk, id, 1, "mail"));
+    o->set_sealed(crypto::Seal(keyring, crypto::ObjectKind::kChunk, id, 1, {1, 0}, "mail"));
   }
   rep::CallResult res;
   for (int i = 0; i < 100; ++i) {
@@ -118,14 +119,34 @@ TEST_F(CtlNetTest, ScrubReplicatesAndReports) {
   }
   ASSERT_EQ(res.status, rep::CallStatus::kOk);
 
+  // Without the key a scrub cannot authenticate anything: it reports, writes nothing, exits 1.
   auto r = RunCtl({"scrub", "--config", Config()});
+  EXPECT_EQ(r.rc, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("checked 50, differing 50, repaired 0, moved 0, unreachable 0, "
+                       "unrecoverable 0"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("report only"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("only reports"), std::string::npos) << r.err;
+  rep::wire::Request stat;
+  stat.mutable_stat();
+  rep::Transport t2({{"n2", nodes_[1]->endpoint(), node_keys_[1].public_key}}, box_);
+  for (int i = 0; i < 100; ++i) {
+    res = t2.Call(0, stat, 2000ms).get();
+    if (res.status != rep::CallStatus::kUnreachable) break;
+    std::this_thread::sleep_for(30ms);
+  }
+  ASSERT_EQ(res.status, rep::CallStatus::kOk);
+  EXPECT_EQ(res.reply.stat().objects(), 0u) << "a scrub without the key wrote to a node";
+
+  r = RunCtl({"scrub", "--config", Config(), "--key-file", dir_.path() + "/coffer.key"});
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_NE(r.out.find("checked 50, repaired 50, moved 0, unreachable 0, unrecoverable 0"),
+  EXPECT_NE(r.out.find("checked 50, differing 50, repaired 50, moved 0, unreachable 0, "
+                       "unrecoverable 0"),
             std::string::npos) << r.out;
   EXPECT_NE(r.err.find("scrub: 50/50 objects"), std::string::npos) << r.err;
   r = RunCtl({"scrub", "--config", Config(), "--quiet"});
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_NE(r.out.find("checked 50, repaired 0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checked 50, differing 0, repaired 0"), std::string::npos) << r.out;
   EXPECT_TRUE(r.err.empty()) << r.err;
 
   nodes_[2]->Kill();
@@ -162,8 +183,8 @@ TEST_F(CtlNetTest, ScrubWithKeyFileRepairsARottenCopy) {
     auto* o = put.mutable_put()->add_objects();
     o->set_id(std::string(reinterpret_cast<const char*>(id.data()), id.size()));
     o->mutable_version()->set_hlc(5);
-    o->set_sealed(crypto::Seal(keyring, crypto::ObjectKind::kInodeRecord, id, keyring.current_epoch(),
-                               "record " + std::to_string(i)));
+    o->set_sealed(crypto::Seal(keyring, crypto::ObjectKind::kChunk, id, keyring.current_epoch(),
+                               {5, 0}, "record " + std::to_string(i)));
   }
   for (int n = 0; n < 3; ++n) ASSERT_EQ(call(n, put).status, rep::CallStatus::kOk);
   rep::wire::Request rot;
@@ -175,7 +196,8 @@ TEST_F(CtlNetTest, ScrubWithKeyFileRepairsARottenCopy) {
 
   auto r = RunCtl({"scrub", "--config", Config(), "--key-file", dir_.path() + "/coffer.key", "-q"});
   ASSERT_EQ(r.rc, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("checked 20, repaired 1, moved 0, unreachable 0, unrecoverable 0"),
+  EXPECT_NE(r.out.find("checked 20, differing 1, repaired 1, moved 0, unreachable 0, "
+                       "unrecoverable 0"),
             std::string::npos) << r.out;
   EXPECT_NE(r.out.find("verified with the key"), std::string::npos) << r.out;
   rep::wire::Request get;

@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/keyfile.h"
 #include "fs/filesystem.h"
+#include "fs/object_verifier.h"
 #include "fs/replicated_store.h"
 #include "replicator/curve.h"
 #include "tests/replicator/test_util.h"
@@ -72,11 +73,7 @@ class ReplicatedFsTest : public ::testing::Test {
     o.admin_timeout = 2000ms;
     o.collect_tombstones = true;
     o.tombstone_grace = 0s;
-    auto keys = std::make_shared<const crypto::Keyring>(keys_.MakeKeyring());
-    o.verifier = [keys](const crypto::ObjectId& id, std::string_view sealed) {
-      auto info = crypto::Inspect(sealed);
-      return info && crypto::Open(*keys, info->kind, id, sealed).has_value();
-    };
+    o.verifier = MakeVerifier(std::make_shared<const crypto::Keyring>(keys_.MakeKeyring()));
     return o;
   }
 

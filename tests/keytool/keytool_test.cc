@@ -324,7 +324,7 @@ TEST_F(KeytoolTest, RotateKeepsOldEpochsReadable) {
     keyfile::KeySet keys = keyfile::Load(key, &pass);
     fp = keys.store_fingerprint();
     crypto::Keyring ring = keys.MakeKeyring();
-    old_sealed = crypto::Seal(ring, crypto::ObjectKind::kChunk, id, 1, "old mail");
+    old_sealed = crypto::Seal(ring, crypto::ObjectKind::kChunk, id, 1, {1, 1}, "old mail");
   }
   RunResult r = Keytool({"rotate", "-k", key, "--passfile", dir_ / "pass"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -339,7 +339,7 @@ TEST_F(KeytoolTest, RotateKeepsOldEpochsReadable) {
   crypto::Keyring ring = keys.MakeKeyring();
   EXPECT_EQ(ring.current_epoch(), 2u);
   EXPECT_EQ(crypto::Open(ring, crypto::ObjectKind::kChunk, id, old_sealed), "old mail");
-  std::string new_sealed = crypto::Seal(ring, crypto::ObjectKind::kChunk, id, 2, "new mail");
+  std::string new_sealed = crypto::Seal(ring, crypto::ObjectKind::kChunk, id, 2, {2, 1}, "new mail");
   EXPECT_EQ(crypto::Inspect(new_sealed)->epoch, 2u);
   EXPECT_EQ(crypto::Open(ring, crypto::ObjectKind::kChunk, id, new_sealed), "new mail");
 }

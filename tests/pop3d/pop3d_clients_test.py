@@ -149,7 +149,10 @@ class ClientsTest(unittest.TestCase):
                        out_dir))
         os.chmod(rc, 0o600)
         env = dict(os.environ, HOME=self.site.dir, FETCHMAILHOME=self.site.dir)
+        # As root fetchmail keeps its pid file in /var/run unless told otherwise: a private one,
+        # so that another fetchmail on the machine does not make this one refuse to run.
         out = subprocess.run(["fetchmail", "-f", rc, "--nodetach", "--nosyslog",
+                              "--pidfile", os.path.join(self.site.dir, "fetchmail.pid"),
                               "-i", os.path.join(self.site.dir, "fetchids-" + mode)],
                              capture_output=True, env=env, timeout=120)
         self.assertEqual(out.returncode, 0, out.stdout.decode() + out.stderr.decode())

@@ -1,8 +1,8 @@
 // make_reference: writes the reference data of the current formats into a directory (see
-// tests/reference/README.md). The data committed under tests/reference/v1/ was made once by this
-// program and must never be regenerated: it is what every later version of coffer must still
-// open. When a format version changes, write the new version's data into a new directory (v2/)
-// and keep v1/.
+// tests/reference/README.md). The data committed under tests/reference/vN/ was made once by this
+// program (v1 by its format-1 ancestor, v2 by this one) and must never be regenerated: it is what
+// every later version of coffer must still open. When a format version changes, write the new
+// version's data into a new directory (vN+1/) and keep the old ones.
 //
 // Usage: make_reference <empty output directory>
 // Output: passphrase.txt, keyfile-passphrase.key (scrypt N=2^10 so that the test stays fast),
@@ -24,7 +24,7 @@
 namespace coffer {
 namespace {
 
-constexpr char kPassphrase[] = "coffer reference data, format version 1";
+constexpr char kPassphrase[] = "coffer reference data, format version 2";
 constexpr std::int64_t kCreated = 1700000000;  // 2023-11-14T22:13:20Z
 constexpr std::int64_t kRotated = 1700086400;  // one day later
 
@@ -33,6 +33,8 @@ struct Object {
   crypto::ObjectKind kind;
   std::uint32_t epoch;
   std::string plaintext;
+  crypto::ObjectVersion version;
+  std::size_t padded_size = 0;
 };
 
 std::vector<Object> Objects() {
@@ -43,21 +45,27 @@ std::vector<Object> Objects() {
       "Subject: reference message\r\n"
       "Message-ID: <reference-1@example.org>\r\n"
       "\r\n"
-      "This message is sealed in tests/reference/v1 and must open forever.\r\n";
+      "This message is sealed in tests/reference/v2 and must open forever.\r\n";
   std::string binary;
   for (int i = 0; i < 256; ++i) binary.push_back(static_cast<char>(i));
   std::string large;
   for (int i = 0; i < 2000; ++i) large.push_back(static_cast<char>('a' + (i * 7) % 26));
+  // Versions as cofferfs writes them: an HLC in nanoseconds since the epoch and a box id.
+  const crypto::ObjectVersion v1{1700000000000000001ull, 0x0123456789abcdefull};
+  const crypto::ObjectVersion v2{1700086400123456789ull, 0xfedcba9876543210ull};
+  std::string tombstone_of_inode("\x08\x02", 2);  // fs::proto::Tombstone{kind: inode record}
   return {
-      {"chunk-e1", crypto::ObjectKind::kChunk, 1, mail},
-      {"chunk-e2", crypto::ObjectKind::kChunk, 2, large},
-      {"chunk-empty-e2", crypto::ObjectKind::kChunk, 2, ""},
-      {"inode-e1", crypto::ObjectKind::kInodeRecord, 1, binary},
-      {"inode-e2", crypto::ObjectKind::kInodeRecord, 2, binary.substr(0, 40)},
-      {"dirent-e1", crypto::ObjectKind::kDirEntry, 1, "cur/1700000000.M1P1.box:2,S"},
-      {"dirent-e2", crypto::ObjectKind::kDirEntry, 2, "new/1700086400.M2P2.box"},
-      {"storemeta-e1", crypto::ObjectKind::kStoreMeta, 1, "store meta, epoch 1"},
-      {"storemeta-e2", crypto::ObjectKind::kStoreMeta, 2, "store meta, epoch 2"},
+      {"chunk-e1", crypto::ObjectKind::kChunk, 1, mail, v1, 0},
+      {"chunk-e2", crypto::ObjectKind::kChunk, 2, large, v2, 4096},
+      {"chunk-empty-e2", crypto::ObjectKind::kChunk, 2, "", v2, 0},
+      {"inode-e1", crypto::ObjectKind::kInodeRecord, 1, binary, v1, 512},
+      {"inode-e2", crypto::ObjectKind::kInodeRecord, 2, binary.substr(0, 40), v2, 0},
+      {"dirent-e1", crypto::ObjectKind::kDirEntry, 1, "cur/1700000000.M1P1.box:2,S", v1, 256},
+      {"dirent-e2", crypto::ObjectKind::kDirEntry, 2, "new/1700086400.M2P2.box", v2, 0},
+      {"storemeta-e1", crypto::ObjectKind::kStoreMeta, 1, "store meta, epoch 1", {1, v1.box_id}, 0},
+      {"storemeta-e2", crypto::ObjectKind::kStoreMeta, 2, "store meta, epoch 2", {1, v2.box_id}, 0},
+      {"tombstone-e1", crypto::ObjectKind::kTombstone, 1, tombstone_of_inode, v1, 0},
+      {"tombstone-e2", crypto::ObjectKind::kTombstone, 2, tombstone_of_inode, v2, 64},
   };
 }
 
@@ -84,9 +92,10 @@ int Main(int argc, char** argv) {
   Write(dir + "/keyfile-plain.key", keyfile::Encode(keys, keyfile::Purpose::kKeyFile, nullptr));
 
   std::string manifest =
-      "# coffer reference data, format version 1 (written by tests/reference/make_reference.cc).\n"
+      "# coffer reference data, format version 2 (written by tests/reference/make_reference.cc).\n"
       "# epoch <number> <created_unix> <fingerprint>\n"
-      "# object <name> <kind> <epoch> <object id>: objects/<name>.sealed opens to <name>.plain\n";
+      "# object <name> <kind> <epoch> <object id> <hlc> <box id> <padded size>:\n"
+      "#   objects/<name>.sealed opens to <name>.plain, authenticated as version (hlc, box id)\n";
   for (const keyfile::EpochInfo& e : keys.epochs()) {
     manifest += "epoch " + std::to_string(e.epoch) + " " + std::to_string(e.created_unix) + " " +
                 e.fingerprint + "\n";
@@ -96,9 +105,12 @@ int Main(int argc, char** argv) {
     crypto::ObjectId id = crypto::RandomObjectId();
     std::string base = dir + "/objects/" + o.name;
     Write(base + ".plain", o.plaintext);
-    Write(base + ".sealed", crypto::Seal(ring, o.kind, id, o.epoch, o.plaintext));
+    Write(base + ".sealed",
+          crypto::Seal(ring, o.kind, id, o.epoch, o.version, o.plaintext, o.padded_size));
     manifest += std::string("object ") + o.name + " " + std::to_string(static_cast<int>(o.kind)) +
-                " " + std::to_string(o.epoch) + " " + crypto::ToHex(id) + "\n";
+                " " + std::to_string(o.epoch) + " " + crypto::ToHex(id) + " " +
+                std::to_string(o.version.hlc) + " " + std::to_string(o.version.box_id) + " " +
+                std::to_string(o.padded_size) + "\n";
   }
   Write(dir + "/MANIFEST", manifest);
   std::printf("wrote %s (store fingerprint %s)\n", dir.c_str(), keys.store_fingerprint().c_str());

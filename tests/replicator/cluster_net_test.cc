@@ -80,8 +80,16 @@ class ClusterTest : public ::testing::Test {
     o.read_timeout = 2000ms;
     o.hedge_delay = 30ms;
     o.admin_timeout = 5000ms;
-    o.verifier = [this](const crypto::ObjectId& id, std::string_view sealed) {
-      return crypto::Open(keyring_, crypto::ObjectKind::kChunk, id, sealed).has_value();
+    o.verifier = [this](const Object& claimed) {
+      // The replicator alone: a chunk sealed at the claimed version, or an unsealed tombstone
+      // (this test deletes with Replicator::Delete).
+      if (claimed.tombstone && claimed.sealed.empty()) return Verdict::kGenuine;
+      auto opened = crypto::OpenObject(keyring_, claimed.id, claimed.sealed);
+      if (!opened) return Verdict::kCorrupt;
+      return opened->version && opened->version->hlc == claimed.version.hlc &&
+                     opened->version->box_id == claimed.version.box_id && !claimed.tombstone
+                 ? Verdict::kGenuine
+                 : Verdict::kForged;
     };
     return o;
   }
@@ -113,7 +121,7 @@ class ClusterTest : public ::testing::Test {
     Object o;
     o.id = crypto::RandomObjectId();
     o.version = {hlc, 1};
-    o.sealed = crypto::Seal(keyring_, crypto::ObjectKind::kChunk, o.id, 1,
+    o.sealed = crypto::Seal(keyring_, crypto::ObjectKind::kChunk, o.id, 1, {hlc, 1},
                             crypto::primitives::RandomString(size));
     return o;
   }

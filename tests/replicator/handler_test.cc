@@ -97,18 +97,41 @@ TEST_F(HandlerTest, InvalidObjectsAreRejectedIndividually) {
   big->set_id(testutil::Id(2));
   big->mutable_version()->set_hlc(1);
   big->set_sealed(std::string(1001, 'b'));
-  auto* tomb = r.mutable_put()->add_objects();
-  tomb->set_id(testutil::Id(3));
-  tomb->mutable_version()->set_hlc(1);
-  tomb->set_tombstone(true);
-  tomb->set_sealed("bytes");
   auto* zero = r.mutable_put()->add_objects();
   zero->set_id(testutil::Id(4));
   auto reply = Call(r);
-  ASSERT_EQ(reply.put().results_size(), 5);
+  ASSERT_EQ(reply.put().results_size(), 4);
   EXPECT_EQ(reply.put().results(0).status(), wire::PUT_STORED);
-  for (int i = 1; i < 5; ++i) EXPECT_EQ(reply.put().results(i).status(), wire::PUT_REJECTED);
+  for (int i = 1; i < 4; ++i) EXPECT_EQ(reply.put().results(i).status(), wire::PUT_REJECTED);
   EXPECT_EQ(store_.Stats().objects, 1u);
+}
+
+TEST_F(HandlerTest, SealedTombstonesAreStoredListedAndServedWithTheirBytes) {
+  // A box deletes with a sealed tombstone: the node keeps its bytes (it cannot tell them from
+  // any other sealed object) and reports their digest and size like an object's.
+  ASSERT_EQ(Call(Put(3, 1, "live")).put().results(0).status(), wire::PUT_STORED);
+  auto r = Req();
+  auto* tomb = r.mutable_put()->add_objects();
+  tomb->set_id(testutil::Id(3));
+  tomb->mutable_version()->set_hlc(2);
+  tomb->set_tombstone(true);
+  tomb->set_sealed("sealed tombstone bytes");
+  ASSERT_EQ(Call(r).put().results(0).status(), wire::PUT_STORED);
+  auto g = Req();
+  g.mutable_get()->add_ids(testutil::Id(3));
+  auto got = Call(g).get().results(0);
+  ASSERT_TRUE(got.found());
+  EXPECT_TRUE(got.object().tombstone());
+  EXPECT_EQ(got.object().sealed(), "sealed tombstone bytes");
+  auto l = Req();
+  l.mutable_list();
+  auto listed = Call(l).list();
+  ASSERT_EQ(listed.entries_size(), 1);
+  EXPECT_TRUE(listed.entries(0).tombstone());
+  EXPECT_EQ(listed.entries(0).size(), std::string("sealed tombstone bytes").size());
+  EXPECT_EQ(listed.entries(0).digest(), ObjectStore::Digest("sealed tombstone bytes"));
+  EXPECT_EQ(store_.Stats().tombstones, 1u);
+  EXPECT_EQ(store_.Stats().objects, 0u);
 }
 
 TEST_F(HandlerTest, BatchLimits) {
@@ -278,7 +301,117 @@ TEST(PlayDeadTest, Parse) {
   EXPECT_EQ(slow->ToString(), "slow 300");
   EXPECT_FALSE(ParsePlayDead("slow"));
   EXPECT_FALSE(ParsePlayDead("slow x"));
+  EXPECT_FALSE(ParsePlayDead("slowly 3"));
   EXPECT_FALSE(ParsePlayDead("dead"));
+  auto forge = ParsePlayDead("forge-tombstone");
+  ASSERT_TRUE(forge);
+  EXPECT_EQ(forge->mode, wire::PLAY_DEAD_FORGE_TOMBSTONE);
+  EXPECT_EQ(forge->offset_ms, kDefaultLieOffsetMs);
+  EXPECT_EQ(forge->ToString(), "forge-tombstone 1000");
+  auto rollback = ParsePlayDead("rollback 5");
+  ASSERT_TRUE(rollback);
+  EXPECT_EQ(rollback->mode, wire::PLAY_DEAD_ROLLBACK);
+  EXPECT_EQ(rollback->offset_ms, 5u);
+  EXPECT_FALSE(ParsePlayDead("rollback x"));
+  EXPECT_FALSE(ParsePlayDead("forge-tombstones"));
+}
+
+// The lying modes: what LIST, FEED and GET claim changes, what the node stores does not.
+TEST(LyingHandlerTest, ForgeTombstoneAndRollbackClaimWhatTheNodeDoesNotHold) {
+  testutil::TempDir dir;
+  ObjectStore store(dir.path(), std::size_t{1} << 30, /*keep_first_copies=*/true);
+  RequestHandler handler(store, "liar");
+  auto call = [&](const wire::Request& req, bool admin = false) {
+    std::string bytes;
+    req.SerializeToString(&bytes);
+    wire::Reply reply;
+    auto out = handler.Handle(bytes, {"key", admin});
+    EXPECT_TRUE(out.reply && reply.ParseFromString(*out.reply));
+    return reply;
+  };
+  auto put = [&](int n, std::uint64_t hlc, std::string sealed, bool tombstone = false) {
+    wire::Request r;
+    r.set_protocol(kProtocolVersion);
+    auto* o = r.mutable_put()->add_objects();
+    o->set_id(testutil::Id(n));
+    o->mutable_version()->set_hlc(hlc);
+    o->set_tombstone(tombstone);
+    o->set_sealed(std::move(sealed));
+    return call(r).put().results(0).status();
+  };
+  auto mode = [&](wire::PlayDeadMode m, std::uint32_t offset_ms) {
+    wire::Request r;
+    r.set_protocol(kProtocolVersion);
+    r.mutable_admin()->set_play_dead(m);
+    r.mutable_admin()->set_offset_ms(offset_ms);
+    return call(r, true);
+  };
+  auto get = [&](int n) {
+    wire::Request r;
+    r.set_protocol(kProtocolVersion);
+    r.mutable_get()->add_ids(testutil::Id(n));
+    return call(r).get().results(0).object();
+  };
+  auto list = [&] {
+    wire::Request r;
+    r.set_protocol(kProtocolVersion);
+    r.mutable_list();
+    return call(r).list();
+  };
+  ASSERT_EQ(put(1, 10, "first of 1"), wire::PUT_STORED);
+  ASSERT_EQ(put(1, 20, "second of 1"), wire::PUT_STORED);
+  ASSERT_EQ(put(2, 10, "only 2"), wire::PUT_STORED);
+  ASSERT_EQ(put(3, 10, "live 3"), wire::PUT_STORED);
+  ASSERT_EQ(put(3, 30, "tombstone of 3", true), wire::PUT_STORED);
+
+  // forge-tombstone: every live object claimed as a tombstone 2 ms newer, with its live bytes.
+  EXPECT_EQ(mode(wire::PLAY_DEAD_FORGE_TOMBSTONE, 2).admin().play_dead(), "forge-tombstone 2");
+  wire::Object o = get(1);
+  EXPECT_TRUE(o.tombstone());
+  EXPECT_EQ(o.version().hlc(), 20u + 2000000);
+  EXPECT_EQ(o.sealed(), "second of 1");
+  auto l = list();
+  ASSERT_EQ(l.entries_size(), 3);
+  for (const auto& e : l.entries()) EXPECT_TRUE(e.tombstone());
+  EXPECT_EQ(get(3).version().hlc(), 30u);  // a real tombstone stays as it is
+
+  // rollback: the first copy of each replaced object, claimed 2 ms newer than the held one.
+  EXPECT_EQ(mode(wire::PLAY_DEAD_ROLLBACK, 2).admin().play_dead(), "rollback 2");
+  o = get(1);
+  EXPECT_FALSE(o.tombstone());
+  EXPECT_EQ(o.sealed(), "first of 1");
+  EXPECT_EQ(o.version().hlc(), 20u + 2000000);
+  o = get(3);  // deleted, but served alive again
+  EXPECT_FALSE(o.tombstone());
+  EXPECT_EQ(o.sealed(), "live 3");
+  EXPECT_EQ(o.version().hlc(), 30u + 2000000);
+  EXPECT_EQ(get(2).sealed(), "only 2");  // never replaced: nothing to roll back to
+  l = list();
+  ASSERT_EQ(l.entries_size(), 3);
+  EXPECT_FALSE(l.entries(2).tombstone());
+  EXPECT_EQ(l.entries(2).digest(), ObjectStore::Digest("live 3"));
+
+  // What the node holds never changed.
+  EXPECT_EQ(store.Get(testutil::Id(1))->sealed(), "second of 1");
+  EXPECT_TRUE(store.Get(testutil::Id(3))->tombstone());
+  mode(wire::PLAY_DEAD_OFF, 0);
+  EXPECT_EQ(get(1).sealed(), "second of 1");
+}
+
+TEST(LyingHandlerTest, RollbackNeedsFirstCopies) {
+  testutil::TempDir dir;
+  ObjectStore store(dir.path());
+  RequestHandler handler(store, "n");
+  wire::Request r;
+  r.set_protocol(kProtocolVersion);
+  r.mutable_admin()->set_play_dead(wire::PLAY_DEAD_ROLLBACK);
+  std::string bytes;
+  r.SerializeToString(&bytes);
+  wire::Reply reply;
+  ASSERT_TRUE(reply.ParseFromString(*handler.Handle(bytes, {"admin", true}).reply));
+  EXPECT_EQ(reply.error().code(), wire::ERROR_BAD_REQUEST);
+  EXPECT_NE(reply.error().message().find("keep_first_copies"), std::string::npos);
+  EXPECT_EQ(handler.play_dead().mode, wire::PLAY_DEAD_OFF);
 }
 
 }  // namespace
