@@ -1346,11 +1346,12 @@ bool Filesystem::RebuildFromNodes(Remote* remote) {
     ++listed;
     // Claims beyond the clock skew were refused while listing; the others cannot push this
     // box's clock further than that.
-    max_hlc = std::max(max_hlc, e.newest().version.hlc);
+    if (!e.newest().refused) max_hlc = std::max(max_hlc, e.newest().version.hlc);
     IdClass c = Classify(e.id);  // a keyed tag: a node cannot make up a record id
     if (c == IdClass::kInode) max_ino = std::max(max_ino, FromBigEndian64(IdBytes(e.id)));
-    const bool any_live = std::any_of(e.claims.begin(), e.claims.end(),
-                                      [](const replicator::Claim& k) { return !k.tombstone; });
+    const bool any_live =
+        std::any_of(e.claims.begin(), e.claims.end(),
+                    [](const replicator::Claim& k) { return !k.tombstone && !k.refused; });
     if (!any_live) {
       ++tombstones;
       return;
@@ -1548,8 +1549,9 @@ VerifyReport Filesystem::Verify() {
   replicator::ListSummary summary = remote_->ListAll([&](replicator::Listed&& e) {
     auto it = expected.find(e.id);
     if (it == expected.end()) {
-      const bool any_live = std::any_of(e.claims.begin(), e.claims.end(),
-                                        [](const replicator::Claim& c) { return !c.tombstone; });
+      const bool any_live =
+          std::any_of(e.claims.begin(), e.claims.end(),
+                      [](const replicator::Claim& c) { return !c.tombstone && !c.refused; });
       if (any_live && Classify(e.id) != IdClass::kChunk && !remote_->InOutbox(e.id)) {
         to_check.push_back(std::move(e));
         to_check_expect.push_back(nullptr);

@@ -72,6 +72,12 @@ const char* ToString(Verdict v) {
   return "?";
 }
 
+const Claim& Listed::newest() const {
+  for (const Claim& c : claims)
+    if (!c.refused) return c;
+  return claims.front();
+}
+
 std::size_t Listed::HoldersOf(const Version& v) const {
   return static_cast<std::size_t>(
       std::count_if(claims.begin(), claims.end(), [&](const Claim& c) { return c.version == v; }));
@@ -768,10 +774,10 @@ ListSummary Replicator::ListAll(const std::function<void(Listed&&)>& fn) {
         for (const auto& e : page.entries()) {
           auto id = IdFromString(e.id());
           if (!id) continue;
-          Claim c{node, FromWire(e.version()), e.tombstone(), e.digest(), e.size()};
+          Claim c{node, FromWire(e.version()), e.tombstone(), e.digest(), e.size(), false};
           if (TooFarAhead(c.version)) {
             CountAgainst(node, Verdict::kFuture, *id, c.version, "listed");
-            continue;
+            c.refused = true;
           }
           auto [it, inserted] = merged.try_emplace(e.id());
           if (inserted) it->second.id = *id;
@@ -816,6 +822,7 @@ void Replicator::ResolveAsync(const Listed& listed, std::function<void(GetResult
   op->id = listed.id;
   op->done = std::move(done);
   for (const Claim& c : listed.claims) {
+    if (c.refused) continue;
     if (op->groups.empty() || op->groups.back().version != c.version)
       op->groups.push_back({c.version, {}});
     op->groups.back().holders.push_back(c.node);

@@ -129,13 +129,17 @@ struct Claim {
   bool tombstone = false;
   std::string digest;  // BLAKE2b-128 of the sealed bytes, as the node reports it
   std::uint64_t size = 0;
+  bool refused = false;  // a version beyond max_clock_skew: never fetched, never believed
 };
 
-// Everything the answering nodes list for one object id, newest claim first.
+// Everything the answering nodes list for one object id, newest claim first (refused claims
+// are kept, so that a scrub knows the node holds something it cannot repair, but never used).
 struct Listed {
   crypto::ObjectId id{};
   std::vector<Claim> claims;
-  const Claim& newest() const { return claims.front(); }
+  // The newest claim that is not refused (claims holds at least one claim; if every claim was
+  // refused, the newest of them).
+  const Claim& newest() const;
   std::size_t HoldersOf(const Version& v) const;
 };
 
@@ -214,7 +218,7 @@ class Replicator {
 
   // Walks every node's listing (a few retries per page while a node reconnects) and calls `fn`
   // once per id with every claim, from this thread, in id order. Claims of versions beyond
-  // max_clock_skew are left out (and counted against their node).
+  // max_clock_skew are marked refused (and counted against their node).
   ListSummary ListAll(const std::function<void(Listed&&)>& fn);
 
   // The newest authenticated copy among the claims of `listed`: the claimed versions are tried

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""cofferfs mounted on three real coffer-node processes (suite 'mount', issue 5).
+"""cofferfs mounted on three real coffer-node processes (suite 'mount').
 
 Deterministic checks of what a sysadmin sees: `cofferctl status` by mount point and by
 STATE_DIR, fsync/close/link failing with EAGAIN (and the link rolled back) while two of three
 nodes are down, success once they return, `cofferctl verify`, kill -9 of cofferfs with the outbox
 draining after the remount, and a new box rebuilding the tree from the nodes into an empty
-STATE_DIR (and refusing to when too few nodes answer). Everything on 127.0.0.1, stopped by PID.
+STATE_DIR (and refusing to when too few nodes answer). Then one node lies (forged tombstones,
+rolled-back versions): scrub, verify, status and a rebuild through a real mount must neither
+believe nor spread it, and must name the node. Everything on 127.0.0.1, stopped by PID.
 """
 import errno
 import os
@@ -43,6 +45,8 @@ class Nodes:
                         % (name, area.path(name + "-data"), self.ports[name],
                            area.path(name + ".key_secret"), area.path("allowed"),
                            area.path("admin.key")))
+                if name == "n2":  # so that it can play dead "rollback" (test only)
+                    f.write("keep_first_copies = true\n")
             lines += ["", "[[node]]", 'id = "%s"' % name,
                       'endpoint = "tcp://127.0.0.1:%d"' % self.ports[name],
                       'public_key_file = "%s"' % area.path(name + ".key")]
@@ -204,6 +208,94 @@ class NodesMountTest(unittest.TestCase):
         self.assertEqual(r.returncode, 69, r.stderr)
         self.assertIn("storage nodes", r.stderr)
         self.assertFalse(os.path.ismount(self.area.path("mnt-fresh")))
+
+    def play_dead(self, node, *mode):
+        r = ctl("node", node, "play-dead", *mode, "--config", self.nodes.config,
+                "--key", self.area.path("admin.key_secret"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def tree(self, mnt):
+        out = {}
+        for folder in ("new", "cur", "tmp"):
+            d = os.path.join(mnt, "alice", folder)
+            for name in os.listdir(d):
+                with open(os.path.join(d, name), "rb") as f:
+                    out[folder + "/" + name] = f.read()
+        return out
+
+    def test_a_lying_node_is_neither_believed_nor_spread_and_is_named(self):
+        m = self.mount("state")
+        md = os.path.join(m.mnt, "alice")
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(md, sub))
+        want = {}
+        for i in range(12):
+            body = (b"Message-ID: <lie%d@x>\n\n" % i) + os.urandom(200 + 7000 * (i % 4)).hex().encode()
+            tmp = os.path.join(md, "tmp", "m%d" % i)
+            with open(tmp, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, os.path.join(md, "new", "m%d" % i))
+            os.unlink(tmp)
+            want["new/m%d" % i] = body
+        for i in range(3):  # read: flagged and moved to cur/
+            os.rename(os.path.join(md, "new", "m%d" % i), os.path.join(md, "cur", "m%d:2,S" % i))
+            want["cur/m%d:2,S" % i] = want.pop("new/m%d" % i)
+        for i in range(9, 12):  # deleted
+            os.unlink(os.path.join(md, "new", "m%d" % i))
+            del want["new/m%d" % i]
+        fd = os.open(os.path.join(md, "new"), os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+        self.wait_outbox_empty(m.mnt)
+        for _ in range(10):  # the third copy of each write lands a moment after the W acks
+            r = ctl("scrub", "--config", self.nodes.config, "--key-file", self.area.key, "-q")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            if "differing 0," in r.stdout:
+                break
+            time.sleep(0.2)
+        self.assertIn("differing 0,", r.stdout)
+
+        # n2 lists every live object as a newer tombstone.
+        self.play_dead("n2", "forge-tombstone")
+        r = ctl("scrub", "--config", self.nodes.config, "--key-file", self.area.key, "-q")
+        self.assertEqual(r.returncode, 65, r.stdout + r.stderr)  # EX_DATAERR: a node lies
+        self.assertIn("repaired 0,", r.stdout)
+        self.assertIn("node n2: LYING", r.stdout)
+        self.assertNotIn("node n1: LYING", r.stdout)
+        self.assertEqual(self.tree(m.mnt), want)
+        r = ctl("verify", m.mnt)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("LYING", r.stdout)
+        self.assertIn("node n2 LIED", r.stdout)
+        r = ctl("status", m.mnt)
+        self.assertNotIn("lies.n2=0 ", r.stdout)
+        self.assertIn("lies.n1=0 ", r.stdout)
+        self.assertIn("node n2 LIED", m.read_log())
+        m.stop()
+
+        # n2 serves the first copies it kept (the moved and deleted messages' old records) as
+        # newer versions; a new box rebuilds from the nodes and reads everything through them.
+        self.play_dead("n2", "rollback")
+        fresh = self.mount("fresh")
+        self.assertEqual(self.tree(fresh.mnt), want)
+        r = ctl("verify", fresh.mnt)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("node n2 LIED", r.stdout)
+        self.assertNotIn("node n1 LIED", r.stdout)
+        fresh.stop()
+
+        # The node stops lying: a last new box and the first one see the same tree, and verify
+        # on the first box (a fresh replicator: no lies counted) is clean.
+        self.play_dead("n2", "off")
+        last = self.mount("last")
+        self.assertEqual(self.tree(last.mnt), want)
+        last.stop()
+        m = self.mount("state")
+        self.assertEqual(self.tree(m.mnt), want)
+        r = ctl("verify", m.mnt)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":
