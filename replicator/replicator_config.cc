@@ -10,7 +10,7 @@ namespace coffer::replicator {
 ReplicatorConfig LoadReplicatorConfig(const config::Config& cfg) {
   cfg.RejectUnknown({"box_id", "secret_key_file", "replicas", "write_quorum", "write_timeout_ms",
                      "read_timeout_ms", "hedge_delay_ms", "admin_timeout_ms", "max_batch",
-                     "heartbeat_ms", "hinted_handoff", "node"});
+                     "heartbeat_ms", "hinted_handoff", "max_clock_skew_s", "node"});
   ReplicatorConfig c;
   ReplicatorOptions& o = c.options;
   c.box_id = static_cast<std::uint64_t>(cfg.Int("box_id", 1, 1, INT64_MAX));
@@ -24,6 +24,8 @@ ReplicatorConfig LoadReplicatorConfig(const config::Config& cfg) {
   o.admin_timeout = std::chrono::milliseconds(cfg.Int("admin_timeout_ms", 5000, 10, 600000));
   o.max_batch = static_cast<std::size_t>(cfg.Int("max_batch", 256, 1, 65536));
   o.hinted_handoff = cfg.Bool("hinted_handoff", false);
+  o.max_clock_skew = std::chrono::seconds(
+      cfg.Int("max_clock_skew_s", o.max_clock_skew.count(), 1, 7 * 24 * 3600));
   o.transport.heartbeat_ms = static_cast<int>(cfg.Int("heartbeat_ms", 1000, 100, 600000));
   if (o.write_quorum > o.replicas) cfg.Fail("write_quorum", "must not exceed replicas");
   std::set<std::string> ids;

@@ -45,6 +45,7 @@ TEST(ReplicatorConfigTest, LoadsNodesAndKeys) {
   auto n2 = GenerateKeyPair();
   std::string text = "box_id = 4\nsecret_key_file = \"" + dir.path() +
                      "/box.key_secret\"\nreplicas = 2\nhedge_delay_ms = 10\n"
+                     "max_clock_skew_s = 60\n"
                      "[[node]]\nid = \"n1\"\nendpoint = \"tcp://127.0.0.1:1\"\n"
                      "public_key_file = \"" + dir.path() + "/n1.key\"\n"
                      "[[node]]\nid = \"n2\"\nendpoint = \"tcp://127.0.0.1:2\"\n"
@@ -53,6 +54,7 @@ TEST(ReplicatorConfigTest, LoadsNodesAndKeys) {
   EXPECT_EQ(c.box_id, 4u);
   EXPECT_EQ(c.options.replicas, 2u);
   EXPECT_EQ(c.options.hedge_delay.count(), 10);
+  EXPECT_EQ(c.options.max_clock_skew.count(), 60);
   ASSERT_EQ(c.options.nodes.size(), 2u);
   EXPECT_EQ(c.options.nodes[0].public_key, n1.public_key);
   EXPECT_EQ(c.options.nodes[1].public_key, n2.public_key);
