@@ -222,6 +222,17 @@ ObjectId RandomObjectId() {
   return id;
 }
 
+std::optional<ObjectId> IdFromBytes(std::string_view bytes) {
+  if (bytes.size() != kObjectIdSize) return std::nullopt;
+  ObjectId id;
+  std::memcpy(id.data(), bytes.data(), id.size());
+  return id;
+}
+
+std::string KeyedHash(const NameKey& key, std::string_view data, std::string_view more) {
+  return primitives::HmacSha256(key.bytes().view(), data, more);
+}
+
 std::string ToHex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;

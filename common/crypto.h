@@ -137,6 +137,11 @@ bool IsValidKind(std::uint32_t kind) noexcept;
 
 using ObjectId = std::array<std::uint8_t, kObjectIdSize>;
 ObjectId RandomObjectId();
+// The id's 16 bytes (as keys and on the wire), and back: nullopt unless exactly 16 bytes.
+inline std::string_view IdBytes(const ObjectId& id) {
+  return {reinterpret_cast<const char*>(id.data()), id.size()};
+}
+std::optional<ObjectId> IdFromBytes(std::string_view bytes);
 std::string ToHex(std::string_view bytes);
 std::string ToHex(const ObjectId& id);
 // nullopt unless `hex` is exactly 2 * kObjectIdSize hex digits.
@@ -149,6 +154,10 @@ struct ObjectVersion {
   std::uint64_t box_id = 0;
   friend auto operator<=>(const ObjectVersion&, const ObjectVersion&) = default;
 };
+
+// HMAC-SHA256 under the name key over data || more: keyed ids of names and records, so that the
+// fs core never holds the name key's bytes. 32 bytes.
+std::string KeyedHash(const NameKey& key, std::string_view data, std::string_view more = {});
 
 // The unlocked keys of every epoch of a key file. Thread-compatible: fill it once at start-up,
 // then share it const between threads (Seal/Open only read it).

@@ -25,7 +25,7 @@
 #include "common/keyfile.h"
 #include "fs/object_verifier.h"
 #include "replicator/curve.h"
-#include "replicator/handler.h"
+#include "replicator/play_dead.h"
 #include "replicator/replicator_config.h"
 #include "replicator/transport.h"
 

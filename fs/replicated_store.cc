@@ -10,7 +10,7 @@
 
 #include "common/error.h"
 #include "fs/records.pb.h"
-#include "replicator/store.h"
+#include "replicator/digest.h"
 
 namespace coffer::fs {
 
@@ -18,9 +18,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Local keys of the chunk and outbox tables are the 16 id bytes, as on the wire.
-using replicator::IdString;
-using replicator::IdFromString;
 
 std::int64_t UnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -74,7 +71,7 @@ ReplicatedStore::~ReplicatedStore() { Stop(); }
 void ReplicatedStore::LoadState() {
   std::size_t damaged = 0;
   local_->Scan(Table::kOutbox, [&](std::string_view key, std::string_view value) {
-    auto id = IdFromString(key);
+    auto id = crypto::IdFromBytes(key);
     proto::OutboxEntry e;
     // An entry only says what to send (the bytes are in their own table): a damaged one is
     // dropped with an error rather than keeping the mailstore from mounting; verify and scrub
@@ -98,7 +95,7 @@ void ReplicatedStore::LoadState() {
     outbox_[*id] = std::move(p);
   });
   local_->Scan(Table::kChunks, [&](std::string_view key, std::string_view value) {
-    auto id = IdFromString(key);
+    auto id = crypto::IdFromBytes(key);
     if (id) TouchCache(*id, value.size());
   });
   if (damaged) {
@@ -116,7 +113,7 @@ void ReplicatedStore::LoadState() {
 std::optional<std::string> ReplicatedStore::Get(Table table, std::string_view key) {
   auto value = local_->Get(table, key);
   if (table != Table::kChunks) return value;
-  auto id = IdFromString(key);
+  auto id = crypto::IdFromBytes(key);
   if (!id) return value;
   {
     std::lock_guard lock(mu_);
@@ -147,7 +144,7 @@ void ReplicatedStore::Scan(Table table,
 }
 
 void ReplicatedStore::TouchCache(const crypto::ObjectId& id, std::size_t size) {
-  std::string key = IdString(id);
+  std::string key = std::string(crypto::IdBytes(id));
   auto [it, inserted] = cache_.try_emplace(key);
   if (!inserted) {
     lru_.erase({it->second.tick, key});
@@ -160,7 +157,7 @@ void ReplicatedStore::TouchCache(const crypto::ObjectId& id, std::size_t size) {
 }
 
 void ReplicatedStore::DropCache(const crypto::ObjectId& id) {
-  auto it = cache_.find(IdString(id));
+  auto it = cache_.find(std::string(crypto::IdBytes(id)));
   if (it == cache_.end()) return;
   lru_.erase({it->second.tick, it->first});
   cache_bytes_ -= it->second.size;
@@ -173,13 +170,13 @@ void ReplicatedStore::LocalCommit(Batch batch) {
   {
     std::lock_guard lock(mu_);
     for (const auto& [id, version] : acked_) {
-      if (!outbox_.count(id)) batch.push_back(Mutation{Table::kOutbox, IdString(id), std::nullopt, {}});
+      if (!outbox_.count(id)) batch.push_back(Mutation{Table::kOutbox, std::string(crypto::IdBytes(id)), std::nullopt, {}});
     }
     acked_.clear();
     fetched.swap(fetched_);
   }
   for (auto& [id, sealed] : fetched) {
-    batch.push_back(Mutation{Table::kChunks, IdString(id), std::move(sealed), {}});
+    batch.push_back(Mutation{Table::kChunks, std::string(crypto::IdBytes(id)), std::move(sealed), {}});
   }
   if (batch.empty()) return;
   local_->Commit(batch);
@@ -196,7 +193,7 @@ CommitResult ReplicatedStore::Commit(const Batch& batch) {
     const std::int64_t now = UnixMs();
     for (const Mutation& m : batch) {
       if (m.table == Table::kChunks) {
-        if (auto id = IdFromString(m.key)) {
+        if (auto id = crypto::IdFromBytes(m.key)) {
           if (m.value) {
             TouchCache(*id, m.value->size());
           } else {
@@ -228,7 +225,7 @@ CommitResult ReplicatedStore::Commit(const Batch& batch) {
       e.set_tombstone(p.tombstone);
       e.set_sealed_tombstone(p.sealed_tombstone);
       e.set_queued_unix_ms(p.queued_ms);
-      local.push_back(Mutation{Table::kOutbox, IdString(id), e.SerializeAsString(), {}});
+      local.push_back(Mutation{Table::kOutbox, std::string(crypto::IdBytes(id)), e.SerializeAsString(), {}});
       outbox_seqs_.insert(seq);
       outbox_[id] = std::move(p);
       acked_.erase(id);
@@ -366,7 +363,7 @@ std::size_t ReplicatedStore::EvictNow() {
     std::uint64_t sum = 0;
     for (const auto& [tick, key] : lru_) {
       if (sum >= goal || candidates.size() >= 512) break;
-      auto id = IdFromString(key);
+      auto id = crypto::IdFromBytes(key);
       if (!id || outbox_.count(*id) || fetched_.count(*id)) continue;
       candidates.push_back(*id);
       sum += cache_.at(key).size;
@@ -375,7 +372,7 @@ std::size_t ReplicatedStore::EvictNow() {
   if (candidates.empty()) return 0;
   std::vector<replicator::Object> objects;
   for (const auto& id : candidates) {
-    auto sealed = local_->Get(Table::kChunks, IdString(id));
+    auto sealed = local_->Get(Table::kChunks, std::string(crypto::IdBytes(id)));
     if (!sealed) continue;
     replicator::Object o;
     o.id = id;
@@ -391,7 +388,7 @@ std::size_t ReplicatedStore::EvictNow() {
     std::lock_guard lock(mu_);
     for (std::size_t i = 0; i < objects.size(); ++i) {
       if (i >= r.stored.size() || !r.stored[i] || outbox_.count(objects[i].id)) continue;
-      drop.push_back(Mutation{Table::kChunks, IdString(objects[i].id), std::nullopt, {}});
+      drop.push_back(Mutation{Table::kChunks, std::string(crypto::IdBytes(objects[i].id)), std::nullopt, {}});
       dropped.push_back(objects[i].id);
     }
   }
@@ -593,7 +590,7 @@ std::vector<std::pair<std::string, replicator::NodeTrust>> ReplicatedStore::Trus
 }
 
 std::string ReplicatedStore::Digest(std::string_view sealed) const {
-  return replicator::ObjectStore::Digest(sealed);
+  return replicator::Digest(sealed);
 }
 
 std::string ReplicatedStore::StatusLine() {

@@ -26,12 +26,12 @@
 #include <string_view>
 #include <vector>
 
+#include "replicator/play_dead.h"
 #include "replicator/store.h"
+#include "replicator/version.h"
 #include "replicator/wire.pb.h"
 
 namespace coffer::replicator {
-
-inline constexpr std::uint32_t kProtocolVersion = 1;
 
 struct HandlerLimits {
   std::size_t max_message_size = std::size_t{64} << 20;  // whole request, checked before parsing
@@ -44,20 +44,6 @@ struct ClientIdentity {
   std::string public_key;  // Z85 CURVE public key, as the ZAP handler saw it
   bool admin = false;
 };
-
-struct PlayDead {
-  wire::PlayDeadMode mode = wire::PLAY_DEAD_OFF;
-  std::uint32_t slow_ms = 0;
-  std::uint32_t offset_ms = 0;  // forge-tombstone, rollback
-  // "off", "silent", "refuse", "slow 200", "corrupt", "forge-tombstone 1000", "rollback 1000"
-  std::string ToString() const;
-};
-inline constexpr std::uint32_t kDefaultLieOffsetMs = 1000;
-inline constexpr const char* kPlayDeadModes =
-    "off|silent|refuse|corrupt|slow MS|forge-tombstone [MS]|rollback [MS]";
-// Parses "off", "silent", "refuse", "corrupt", "slow MS", "forge-tombstone [MS]" or
-// "rollback [MS]" (MS defaults to kDefaultLieOffsetMs).
-std::optional<PlayDead> ParsePlayDead(std::string_view text);
 
 // True if `bytes` is a request that writes (PUT, DELETE, DROP), found by scanning the top-level
 // fields without parsing the objects; false for everything else, malformed input included.

@@ -9,27 +9,16 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
-#include "replicator/store.h"
+#include "replicator/digest.h"
 
 namespace coffer::replicator {
 
 using Clock = std::chrono::steady_clock;
 
-std::string IdString(const crypto::ObjectId& id) {
-  return std::string(reinterpret_cast<const char*>(id.data()), id.size());
-}
-
-std::optional<crypto::ObjectId> IdFromString(std::string_view bytes) {
-  if (bytes.size() != crypto::kObjectIdSize) return std::nullopt;
-  crypto::ObjectId id;
-  std::copy(bytes.begin(), bytes.end(), id.begin());
-  return id;
-}
-
 namespace {
 
 void ToWireObject(const Object& o, bool repair, wire::Object* out) {
-  out->set_id(IdString(o.id));
+  out->set_id(std::string(crypto::IdBytes(o.id)));
   ToWire(o.version, out->mutable_version());
   out->set_tombstone(o.tombstone);
   out->set_sealed(o.sealed);  // a tombstone's too: it is a sealed object of its own
@@ -37,7 +26,7 @@ void ToWireObject(const Object& o, bool repair, wire::Object* out) {
 }
 
 std::optional<Object> FromWireObject(wire::Object&& w) {
-  auto id = IdFromString(w.id());
+  auto id = crypto::IdFromBytes(w.id());
   if (!id) return std::nullopt;
   Object o;
   o.id = *id;
@@ -101,8 +90,7 @@ Replicator::Replicator(ReplicatorOptions options)
   latency_us_.assign(options_.nodes.size(), 0.0);
   latency_at_.assign(options_.nodes.size(), Clock::time_point{});
   trust_.assign(options_.nodes.size(), NodeTrust{});
-  trust_logged_.assign(options_.nodes.size(), Clock::time_point{});
-  trust_unlogged_.assign(options_.nodes.size(), 0);
+  trust_log_.assign(options_.nodes.size(), LogThrottle(options_.lie_log_interval));
   suspect_until_.assign(options_.nodes.size(), Clock::time_point{});
   transport_ = std::make_unique<Transport>(options_.nodes, options_.client_keys,
                                            options_.transport);
@@ -171,7 +159,7 @@ std::size_t Replicator::ReplayHints() {
       continue;
     }
     wire::Request get;
-    get.mutable_get()->add_ids(IdString(h.id));
+    get.mutable_get()->add_ids(std::string(crypto::IdBytes(h.id)));
     CallResult g = transport_->Call(h.holder, std::move(get), options_.admin_timeout).get();
     if (g.status != CallStatus::kOk || !g.reply.has_get() || g.reply.get().results_size() != 1) {
       keep.push_back(h);
@@ -195,7 +183,7 @@ std::size_t Replicator::ReplayHints() {
     }
     wire::Request drop;
     auto* item = drop.mutable_drop()->add_items();
-    item->set_id(IdString(h.id));
+    item->set_id(std::string(crypto::IdBytes(h.id)));
     ToWire(o->version, item->mutable_version());
     (void)transport_->Call(h.holder, std::move(drop), options_.write_timeout).get();
     ++delivered;
@@ -224,7 +212,7 @@ void Replicator::MarkUp(std::size_t node, std::chrono::microseconds latency) {
 }
 
 std::vector<std::size_t> Replicator::ReadOrder(const crypto::ObjectId& id) {
-  auto order = placement_.Replicas(IdString(id), r_);
+  auto order = placement_.Replicas(std::string(crypto::IdBytes(id)), r_);
   const auto now = Clock::now();
   std::lock_guard lock(health_mu_);
   // Placement order, except that nodes that recently failed go last and nodes clearly slower
@@ -288,13 +276,7 @@ void Replicator::CountAgainst(std::size_t node, Verdict v, const crypto::ObjectI
         suspect_until_[node] = now + options_.suspect_period;
         break;
     }
-    if (now - trust_logged_[node] < options_.lie_log_interval &&
-        trust_logged_[node] != Clock::time_point{}) {
-      ++trust_unlogged_[node];
-      return;
-    }
-    trust_logged_[node] = now;
-    unlogged = std::exchange(trust_unlogged_[node], 0);
+    if (!trust_log_[node].Allow(&unlogged, now)) return;
     snapshot = t;
   }
   const std::string& name = options_.nodes[node].id;
@@ -426,7 +408,7 @@ void Replicator::PutAsync(const std::vector<Object>& batch,
   }
   std::vector<std::vector<std::size_t>> per_node(options_.nodes.size());
   for (std::size_t i = 0; i < n; ++i) {
-    auto replicas = placement_.Replicas(IdString(batch[i].id), r_);
+    auto replicas = placement_.Replicas(std::string(crypto::IdBytes(batch[i].id)), r_);
     op->replica_count[i] = replicas.size();
     for (std::size_t node : replicas) per_node[node].push_back(i);
   }
@@ -488,7 +470,7 @@ void Replicator::PutAsync(const std::vector<Object>& batch,
 
 std::optional<std::size_t> Replicator::PickFallback(const crypto::ObjectId& id,
                                                     std::size_t& used) {
-  auto ranked = placement_.Ranked(IdString(id));
+  auto ranked = placement_.Ranked(std::string(crypto::IdBytes(id)));
   const auto now = Clock::now();
   std::lock_guard lock(health_mu_);
   for (std::size_t k = r_ + used; k < ranked.size(); ++k) {
@@ -568,7 +550,7 @@ void Replicator::SendGet(const std::shared_ptr<GetOp>& op) {
     ++op->outstanding;
   }
   wire::Request req;
-  req.mutable_get()->add_ids(IdString(op->id));
+  req.mutable_get()->add_ids(std::string(crypto::IdBytes(op->id)));
   transport_->Call(op->order[slot], std::move(req), options_.read_timeout,
                    [this, op, slot](CallResult&& r) { OnGetReply(op, slot, std::move(r)); });
   if (slot + 1 < op->order.size()) {
@@ -772,7 +754,7 @@ ListSummary Replicator::ListAll(const std::function<void(Listed&&)>& fn) {
           }
         }
         for (const auto& e : page.entries()) {
-          auto id = IdFromString(e.id());
+          auto id = crypto::IdFromBytes(e.id());
           if (!id) continue;
           Claim c{node, FromWire(e.version()), e.tombstone(), e.digest(), e.size(), false};
           if (TooFarAhead(c.version)) {
@@ -851,7 +833,7 @@ void Replicator::ResolveNext(const std::shared_ptr<ResolveOp>& op) {
     if (op->holder < g.holders.size()) {
       const std::size_t node = g.holders[op->holder++];
       wire::Request req;
-      req.mutable_get()->add_ids(IdString(op->id));
+      req.mutable_get()->add_ids(std::string(crypto::IdBytes(op->id)));
       transport_->Call(node, std::move(req), options_.read_timeout,
                        [this, op, node](CallResult&& r) {
         const Version wanted = op->groups[op->group].version;
@@ -954,7 +936,7 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
 
   for (const Listed& listed : all) {
     ++report.checked;
-    const std::string id_bytes = IdString(listed.id);
+    const std::string id_bytes = std::string(crypto::IdBytes(listed.id));
     const auto replicas = placement_.Replicas(id_bytes, r_);
     auto is_replica = [&](std::size_t node) {
       return std::find(replicas.begin(), replicas.end(), node) != replicas.end();
@@ -1007,7 +989,7 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
       continue;
     }
     const Object& good = resolved.object;
-    const std::string good_digest = ObjectStore::Digest(good.sealed);
+    const std::string good_digest = Digest(good.sealed);
     auto holds_good = [&](const Claim* c) {
       return c && c->version == good.version && c->digest == good_digest &&
              c->tombstone == good.tombstone;

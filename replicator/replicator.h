@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "common/crypto.h"
+#include "common/log_throttle.h"
 #include "replicator/placement.h"
 #include "replicator/transport.h"
 #include "replicator/version.h"
@@ -290,8 +291,7 @@ class Replicator {
   mutable std::mutex trust_mu_;
   std::vector<NodeTrust> trust_;
   std::vector<std::chrono::steady_clock::time_point> suspect_until_;
-  std::vector<std::chrono::steady_clock::time_point> trust_logged_;
-  std::vector<std::uint64_t> trust_unlogged_;  // events since the last log line
+  std::vector<LogThrottle> trust_log_;
   // Nodes that recently failed are asked last. Guarded by health_mu_.
   mutable std::mutex health_mu_;
   std::vector<std::chrono::steady_clock::time_point> down_until_;
@@ -311,7 +311,5 @@ class Replicator {
   std::thread replay_thread_;
 };
 
-std::string IdString(const crypto::ObjectId& id);
-std::optional<crypto::ObjectId> IdFromString(std::string_view bytes);
 
 }  // namespace coffer::replicator

@@ -2,10 +2,13 @@
 // handler and its tests never see a transaction.
 #include "replicator/store.h"
 
+#include "replicator/digest.h"
+
 #include <sodium.h>
 
 #include <cerrno>
 
+#include "common/bytes.h"
 #include "common/error.h"
 
 namespace coffer::replicator {
@@ -13,20 +16,8 @@ namespace {
 
 constexpr std::string_view kCountersKey = "counters";
 
-std::string SeqKey(std::uint64_t seq) {
-  std::string key(8, '\0');
-  for (int i = 7; i >= 0; --i) {
-    key[static_cast<std::size_t>(i)] = static_cast<char>(seq & 0xff);
-    seq >>= 8;
-  }
-  return key;
-}
-
-std::uint64_t SeqFromKey(std::string_view key) {
-  std::uint64_t seq = 0;
-  for (char c : key) seq = (seq << 8) | static_cast<unsigned char>(c);
-  return seq;
-}
+std::string SeqKey(std::uint64_t seq) { return BigEndian64(seq); }
+std::uint64_t SeqFromKey(std::string_view key) { return FromBigEndian64(key); }
 
 wire::StoreCounters ReadCounters(const lmdb::Txn& txn, const lmdb::Dbi& meta) {
   wire::StoreCounters counters;
@@ -103,12 +94,7 @@ ObjectStore::ObjectStore(const std::string& dir, std::size_t map_size, bool keep
       first_(OpenDbi(env_, "first")),
       keep_first_(keep_first_copies) {}
 
-std::string ObjectStore::Digest(std::string_view sealed) {
-  unsigned char out[16];
-  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(sealed.data()),
-                     sealed.size(), nullptr, 0);
-  return std::string(reinterpret_cast<const char*>(out), sizeof out);
-}
+std::string ObjectStore::Digest(std::string_view sealed) { return replicator::Digest(sealed); }
 
 std::vector<wire::PutResult> ObjectStore::Apply(const std::vector<const wire::Object*>& objects) {
   std::vector<wire::PutResult> results(objects.size());

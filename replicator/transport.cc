@@ -18,7 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
-#include "replicator/handler.h"
+#include "replicator/version.h"
 
 namespace coffer::replicator {
 

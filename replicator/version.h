@@ -12,6 +12,9 @@
 
 namespace coffer::replicator {
 
+// The wire protocol version every Request and Reply carries (wire.proto).
+inline constexpr std::uint32_t kProtocolVersion = 1;
+
 struct Version {
   std::uint64_t hlc = 0;
   std::uint64_t box_id = 0;

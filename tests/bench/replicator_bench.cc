@@ -154,12 +154,12 @@ int main(int argc, char** argv) {
     const std::size_t bytes = objs[0].sealed.size();
     auto [bl_put, bl_put_s] = Measure(count, 1, [&](std::size_t i) {
       auto txn = lmdb::Txn::BeginWrite(env);
-      dbi.Put(txn, IdString(objs[i].id), objs[i].sealed);
+      dbi.Put(txn, std::string(crypto::IdBytes(objs[i].id)), objs[i].sealed);
       txn.Commit();
     });
     auto [bl_get, bl_get_s] = Measure(count, 1, [&](std::size_t i) {
       auto txn = lmdb::Txn::BeginRead(env);
-      auto v = dbi.Get(txn, IdString(objs[i].id));
+      auto v = dbi.Get(txn, std::string(crypto::IdBytes(objs[i].id)));
       if (!v || v->size() != bytes) std::abort();
       std::string copy(*v);  // the replicator hands out an owned copy too
     });

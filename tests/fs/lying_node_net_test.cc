@@ -9,7 +9,7 @@
 // repair), and tombstones are collected; a third box rebuilds after that. Every acknowledged
 // message must stay intact on every box and on the two honest nodes, no deleted message may
 // come back, no moved message may appear twice, and the lying node must be reported.
-#include "replicator/handler.h"
+#include "replicator/play_dead.h"
 #include "tests/fs/replicated_fixture.h"
 
 namespace coffer::fs {

@@ -223,7 +223,7 @@ TEST_F(ClusterTest, QuorumThroughFailuresThenScrubRestoresExactlyR) {
   for (int i = 0; i < 300; ++i) probe.push_back(MakeObject(3));
   std::size_t expected_fail = 0, stored = 0, failed = 0;
   for (const auto& o : probe) {
-    auto reps = r.placement().Replicas(IdString(o.id), 3);
+    auto reps = r.placement().Replicas(std::string(crypto::IdBytes(o.id)), 3);
     bool both = std::count(reps.begin(), reps.end(), 0u) && std::count(reps.begin(), reps.end(), 1u);
     expected_fail += both ? 1 : 0;
     PutResult res = r.Put({o});
@@ -282,13 +282,13 @@ TEST_F(ClusterTest, CorruptNodeReadsStayCorrectAndBadReplicaIsRepaired) {
   // A replica that really holds rotten bytes at rest (same version) is found by scrub and
   // rewritten with the verified copy.
   const Object& victim = objects.front();
-  auto reps = r.placement().Replicas(IdString(victim.id), 3);
+  auto reps = r.placement().Replicas(std::string(crypto::IdBytes(victim.id)), 3);
   {
     Object rotten = victim;
     rotten.sealed[rotten.sealed.size() / 2] ^= 1;
     wire::Request req;
     auto* w = req.mutable_put()->add_objects();
-    w->set_id(IdString(rotten.id));
+    w->set_id(std::string(crypto::IdBytes(rotten.id)));
     ToWire(rotten.version, w->mutable_version());
     w->set_sealed(rotten.sealed);
     w->set_repair(true);  // same version, different bytes
@@ -301,7 +301,7 @@ TEST_F(ClusterTest, CorruptNodeReadsStayCorrectAndBadReplicaIsRepaired) {
   EXPECT_EQ(report.unrecoverable, 0u);
   ExpectExactlyOnReplicas(r, objects.size());
   wire::Request get;
-  get.mutable_get()->add_ids(IdString(victim.id));
+  get.mutable_get()->add_ids(std::string(crypto::IdBytes(victim.id)));
   auto res = r.transport().Call(reps[0], get, 2000ms).get();
   ASSERT_EQ(res.status, CallStatus::kOk);
   EXPECT_EQ(res.reply.get().results(0).object().sealed(), victim.sealed);
@@ -357,7 +357,7 @@ TEST_F(ClusterTest, RefusingNodeCountsAsFailedReplica) {
   std::size_t failed = 0;
   for (int i = 0; i < 100; ++i) {
     Object o = MakeObject(2);
-    auto reps = r.placement().Replicas(IdString(o.id), 3);
+    auto reps = r.placement().Replicas(std::string(crypto::IdBytes(o.id)), 3);
     bool both = std::count(reps.begin(), reps.end(), 0u) && std::count(reps.begin(), reps.end(), 3u);
     PutResult res = r.Put({o});
     EXPECT_EQ(res.ok(), !both) << res.error;
@@ -444,10 +444,10 @@ TEST_F(ClusterTest, ManyThreadsPutGetDeleteAndFeed) {
   EXPECT_TRUE(r.Get(gone.id).object.tombstone);
   EXPECT_EQ(r.Get(crypto::RandomObjectId()).status, GetStatus::kNotFound);
   // The feed of a replica shows the tombstone last.
-  auto reps = r.placement().Replicas(IdString(gone.id), 3);
+  auto reps = r.placement().Replicas(std::string(crypto::IdBytes(gone.id)), 3);
   auto feed = r.Feed(reps[0], 0);
   ASSERT_GT(feed.entries_size(), 0);
-  EXPECT_EQ(feed.entries(feed.entries_size() - 1).id(), IdString(gone.id));
+  EXPECT_EQ(feed.entries(feed.entries_size() - 1).id(), std::string(crypto::IdBytes(gone.id)));
   EXPECT_TRUE(feed.entries(feed.entries_size() - 1).tombstone());
   EXPECT_EQ(feed.last_seq(), feed.entries(feed.entries_size() - 1).seq());
 }

@@ -24,7 +24,7 @@ TEST(PlacementTest, ReplicasAreDistinctStableAndIndependentOfOrder) {
   std::reverse(reversed.begin(), reversed.end());
   Placement q(reversed);
   for (int i = 0; i < 1000; ++i) {
-    std::string id = IdString(crypto::RandomObjectId());
+    std::string id = std::string(crypto::IdBytes(crypto::RandomObjectId()));
     auto a = p.Replicas(id, 3);
     ASSERT_EQ(a.size(), 3u);
     EXPECT_EQ(std::set<std::size_t>(a.begin(), a.end()).size(), 3u);
@@ -56,7 +56,7 @@ TEST(PlacementTest, LoadIsBalanced) {
   std::vector<int> count(5, 0);
   const int kObjects = 20000;
   for (int i = 0; i < kObjects; ++i) {
-    for (auto n : p.Replicas(IdString(crypto::RandomObjectId()), 3)) ++count[n];
+    for (auto n : p.Replicas(std::string(crypto::IdBytes(crypto::RandomObjectId())), 3)) ++count[n];
   }
   for (int c : count) {
     EXPECT_NEAR(c, kObjects * 3 / 5, kObjects * 3 / 5 * 0.06);
@@ -70,7 +70,7 @@ TEST(PlacementTest, AddingANodeMovesAboutOneInNPlusOne) {
     Placement after(Nodes(n + 1));
     int moved_primary = 0, moved_slots = 0, moved_between_old = 0;
     for (int i = 0; i < kObjects; ++i) {
-      std::string id = IdString(crypto::RandomObjectId());
+      std::string id = std::string(crypto::IdBytes(crypto::RandomObjectId()));
       auto a = before.Replicas(id, 1);
       auto b = after.Replicas(id, 1);
       if (before.node_ids()[a[0]] != after.node_ids()[b[0]]) {
