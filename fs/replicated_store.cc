@@ -412,10 +412,12 @@ replicator::ScrubReport ReplicatedStore::ScrubNow() {
   struct Cancelled {};
   try {
     // An unmount must not wait for a long scrub: the progress callback ends it.
-    report = replicator_->Scrub([this](std::uint64_t, std::uint64_t) {
-      std::lock_guard stop(stop_mu_);
-      if (stopping_) throw Cancelled{};
-    });
+    report = replicator_->Scrub(
+        [this](std::uint64_t, std::uint64_t) {
+          std::lock_guard stop(stop_mu_);
+          if (stopping_) throw Cancelled{};
+        },
+        true);
   } catch (const Cancelled&) {
     std::lock_guard lock(mu_);
     scrubbing_ = false;

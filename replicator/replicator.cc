@@ -284,17 +284,17 @@ void Replicator::CountAgainst(std::size_t node, Verdict v, const crypto::ObjectI
   if (v == Verdict::kCorrupt) {
     spdlog::warn("node {}: object {} (claimed version {}) {}: not used, repaired from another "
                  "replica ({} such copies from this node so far, {} since the last report)",
-                 name, crypto::ToHex(id), claim.ToString(), what, snapshot.corrupt, unlogged);
+                 name, crypto::ToHex(id), ToString(claim), what, snapshot.corrupt, unlogged);
   } else if (v == Verdict::kFuture) {
     spdlog::warn("node {}: object {} claims version {}, more than {} s ahead of this box's clock: "
                  "refused ({} such claims from this node so far, {} since the last report)",
-                 name, crypto::ToHex(id), claim.ToString(), options_.max_clock_skew.count(),
+                 name, crypto::ToHex(id), ToString(claim), options_.max_clock_skew.count(),
                  snapshot.future, unlogged);
   } else {
     spdlog::error("node {} LIED: object {} claimed as version {}: {}. Nothing it says is believed "
                   "without authentication; it is asked last and not used for repairs for {} s "
                   "({} lies from this node so far, {} since the last report)",
-                  name, crypto::ToHex(id), claim.ToString(), what,
+                  name, crypto::ToHex(id), ToString(claim), what,
                   options_.suspect_period.count(), snapshot.lies, unlogged);
   }
 }
@@ -586,7 +586,7 @@ void Replicator::OnGetReply(const std::shared_ptr<GetOp>& op, std::size_t slot, 
         outcome = object->version < op->min_version ? GetOp::kOlder : GetOp::kGood;
         if (outcome == GetOp::kOlder) {
           error = "node " + options_.nodes[node].id + ": only version " +
-                  object->version.ToString() + ", older than " + op->min_version.ToString();
+                  ToString(object->version) + ", older than " + ToString(op->min_version);
         }
       } else {
         outcome = verdict == Verdict::kCorrupt ? GetOp::kCorrupt : GetOp::kLied;
@@ -733,6 +733,65 @@ std::vector<std::optional<std::chrono::microseconds>> Replicator::PingAll(
 // ---------------------------------------------------------------------------------------------
 // Listing and resolution
 
+std::vector<std::string> Replicator::node_ids() const {
+  std::vector<std::string> ids;
+  for (const auto& n : options_.nodes) ids.push_back(n.id);
+  return ids;
+}
+
+std::size_t FeedSummary::answered_count() const {
+  return static_cast<std::size_t>(std::count(answered.begin(), answered.end(), true));
+}
+
+void Replicator::AddClaims(std::size_t node,
+                           const google::protobuf::RepeatedPtrField<wire::ListEntry>& entries,
+                           std::map<std::string, Listed>* merged) {
+  for (const auto& e : entries) {
+    auto id = crypto::IdFromBytes(e.id());
+    if (!id) continue;
+    Claim c{node, FromWire(e.version()), e.tombstone(), e.digest(), e.size(), false};
+    if (TooFarAhead(c.version)) {
+      CountAgainst(node, Verdict::kFuture, *id, c.version, "listed");
+      c.refused = true;
+    }
+    auto [it, inserted] = merged->try_emplace(e.id());
+    if (inserted) it->second.id = *id;
+    // A feed read in pages may name an id twice (it changed between pages): keep the newest.
+    auto same = std::find_if(it->second.claims.begin(), it->second.claims.end(),
+                             [&](const Claim& k) { return k.node == node; });
+    if (same == it->second.claims.end()) {
+      it->second.claims.push_back(std::move(c));
+    } else if (c.version > same->version) {
+      *same = std::move(c);
+    }
+  }
+}
+
+void Replicator::EmitMerged(std::map<std::string, Listed>* merged,
+                            const std::function<void(Listed&&)>& fn) {
+  for (auto& [key, listed] : *merged) {
+    std::stable_sort(listed.claims.begin(), listed.claims.end(),
+                     [](const Claim& a, const Claim& b) { return a.version > b.version; });
+    fn(std::move(listed));
+  }
+  merged->clear();
+}
+
+namespace {
+// A call to a node that may still be reconnecting: a few short retries on EAGAIN.
+template <class Fn>
+auto WithRetries(Fn&& fn) {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      return fn();
+    } catch (const Error& e) {
+      if (attempt >= 5 || e.err() != EAGAIN) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+}
+}  // namespace
+
 ListSummary Replicator::ListAll(const std::function<void(Listed&&)>& fn) {
   const std::size_t n = options_.nodes.size();
   ListSummary summary;
@@ -742,29 +801,8 @@ ListSummary Replicator::ListAll(const std::function<void(Listed&&)>& fn) {
     std::string after;
     try {
       while (true) {
-        // A node that just came back may still be reconnecting: a few short retries.
-        wire::ListReply page;
-        for (int attempt = 0;; ++attempt) {
-          try {
-            page = List(node, after);
-            break;
-          } catch (const Error& e) {
-            if (attempt >= 5 || e.err() != EAGAIN) throw;
-            std::this_thread::sleep_for(std::chrono::milliseconds(200));
-          }
-        }
-        for (const auto& e : page.entries()) {
-          auto id = crypto::IdFromBytes(e.id());
-          if (!id) continue;
-          Claim c{node, FromWire(e.version()), e.tombstone(), e.digest(), e.size(), false};
-          if (TooFarAhead(c.version)) {
-            CountAgainst(node, Verdict::kFuture, *id, c.version, "listed");
-            c.refused = true;
-          }
-          auto [it, inserted] = merged.try_emplace(e.id());
-          if (inserted) it->second.id = *id;
-          it->second.claims.push_back(std::move(c));
-        }
+        wire::ListReply page = WithRetries([&] { return List(node, after); });
+        AddClaims(node, page.entries(), &merged);
         if (page.done() || page.entries_size() == 0) break;
         after = page.entries(page.entries_size() - 1).id();
       }
@@ -773,11 +811,48 @@ ListSummary Replicator::ListAll(const std::function<void(Listed&&)>& fn) {
       spdlog::warn("listing node {}: {}", options_.nodes[node].id, e.what());
     }
   }
-  for (auto& [key, listed] : merged) {
-    std::stable_sort(listed.claims.begin(), listed.claims.end(),
-                     [](const Claim& a, const Claim& b) { return a.version > b.version; });
-    fn(std::move(listed));
+  EmitMerged(&merged, fn);
+  return summary;
+}
+
+FeedSummary Replicator::ReadFeeds(const std::vector<std::uint64_t>& since,
+                                  const std::function<void(Listed&&)>& fn) {
+  const std::size_t n = options_.nodes.size();
+  FeedSummary summary;
+  summary.answered.assign(n, false);
+  summary.reached.assign(n, 0);
+  summary.reset.assign(n, false);
+  std::map<std::string, Listed> merged;
+  for (std::size_t node = 0; node < n; ++node) {
+    std::uint64_t cursor = node < since.size() ? since[node] : 0;
+    summary.reached[node] = cursor;
+    try {
+      while (true) {
+        wire::FeedReply page = WithRetries([&] { return Feed(node, cursor); });
+        if (page.last_seq() < cursor) {
+          // The node's sequence went backwards: a new or wiped node behind the same id. What
+          // it holds now is read from the start.
+          spdlog::warn("node {}: its change feed is at {}, behind this box's cursor {}: reading "
+                       "it from the start",
+                       options_.nodes[node].id, page.last_seq(), cursor);
+          summary.reset[node] = true;
+          cursor = 0;
+          continue;
+        }
+        AddClaims(node, page.entries(), &merged);
+        if (page.entries_size() > 0) cursor = page.entries(page.entries_size() - 1).seq();
+        if (page.done() || page.entries_size() == 0) {
+          cursor = std::max(cursor, page.last_seq());
+          break;
+        }
+      }
+      summary.reached[node] = cursor;
+      summary.answered[node] = true;
+    } catch (const Error& e) {
+      spdlog::warn("reading the change feed of node {}: {}", options_.nodes[node].id, e.what());
+    }
   }
+  EmitMerged(&merged, fn);
   return summary;
 }
 
@@ -862,7 +937,7 @@ void Replicator::ResolveNext(const std::shared_ptr<ResolveOp>& op) {
         if (o->version < wanted) {
           // An authenticated copy, but older than the node listed: the listing was a lie.
           CountAgainst(node, Verdict::kForged, op->id, wanted,
-                       "listed, but it serves only the older version " + o->version.ToString());
+                       "listed, but it serves only the older version " + ToString(o->version));
           op->errors.push_back("node " + options_.nodes[node].id + ": serves an older version");
           return ResolveNext(op);
         }
@@ -878,7 +953,7 @@ void Replicator::ResolveNext(const std::shared_ptr<ResolveOp>& op) {
       GetResult result;
       result.status = GetStatus::kUnavailable;
       result.error = "object " + crypto::ToHex(op->id) + ": a holder of version " +
-                     op->groups[op->group].version.ToString() + " did not answer";
+                     ToString(op->groups[op->group].version) + " did not answer";
       for (const auto& e : op->errors) result.error += "; " + e;
       auto done = std::move(op->done);
       done(std::move(result));

@@ -32,6 +32,7 @@
 #include <condition_variable>
 #include <thread>
 #include <functional>
+#include <map>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -42,33 +43,12 @@
 
 #include "common/crypto.h"
 #include "common/log_throttle.h"
+#include "replicator/backend.h"
 #include "replicator/placement.h"
 #include "replicator/transport.h"
 #include "replicator/version.h"
 
 namespace coffer::replicator {
-
-struct Object {
-  crypto::ObjectId id{};
-  Version version;
-  bool tombstone = false;
-  std::string sealed;
-};
-
-// What a verifier concludes about one copy a node served, with the node's claims.
-enum class Verdict {
-  kGenuine,          // authenticated, and it is the version and kind the node claims
-  kCorrupt,          // does not authenticate: damaged bytes
-  kForged,           // authenticates, but as another version or kind than claimed: a lie
-  kUnauthenticated,  // nothing authenticates the claim (an unsealed tombstone of an old format)
-  kFuture,           // claims a version beyond max_clock_skew from now (set by the replicator)
-};
-const char* ToString(Verdict v);
-
-// Decides whether `claimed` (id, version and tombstone as the node claims them, and the bytes it
-// served) is genuine: cofferfs opens it with the key and compares the authenticated version and
-// kind with the claims. Called from the I/O thread and from Scrub(); must be thread-safe.
-using Verifier = std::function<Verdict(const Object& claimed)>;
 
 struct ReplicatorOptions {
   std::vector<NodeAddress> nodes;
@@ -103,91 +83,14 @@ struct ReplicatorOptions {
   std::chrono::seconds tombstone_grace{7 * 24 * 3600};
 };
 
-struct PutResult {
-  // Per object of the batch, same order: true when W nodes acknowledged it.
-  std::vector<bool> stored;
-  // Empty when everything was stored; otherwise names the objects and the failing nodes.
-  std::string error;
-  bool ok() const { return error.empty(); }
-};
-
-enum class GetStatus {
-  kFound,        // `object` is authenticated (it may be a tombstone)
-  kNotFound,     // every replica asked answered "no such object"
-  kUnavailable,  // no replica returned a verified copy (down, timeout, corrupt)
-};
-
-struct GetResult {
-  GetStatus status = GetStatus::kUnavailable;
-  Object object;
-  std::string error;  // for kUnavailable: what each replica did
-};
-
-// One node's claim about an object, from its listing.
-struct Claim {
-  std::size_t node = 0;
-  Version version;
-  bool tombstone = false;
-  std::string digest;  // BLAKE2b-128 of the sealed bytes, as the node reports it
-  std::uint64_t size = 0;
-  bool refused = false;  // a version beyond max_clock_skew: never fetched, never believed
-};
-
-// Everything the answering nodes list for one object id, newest claim first (refused claims
-// are kept, so that a scrub knows the node holds something it cannot repair, but never used).
-struct Listed {
-  crypto::ObjectId id{};
-  std::vector<Claim> claims;
-  // The newest claim that is not refused (claims holds at least one claim; if every claim was
-  // refused, the newest of them).
-  const Claim& newest() const;
-  std::size_t HoldersOf(const Version& v) const;
-};
-
-struct ListSummary {
-  std::vector<bool> answered;  // per node: its whole listing was read
-  std::size_t nodes() const { return answered.size(); }
-  std::size_t answered_count() const;
-};
-
-struct ScrubReport {
-  std::uint64_t checked = 0;      // distinct object ids seen
-  std::uint64_t differing = 0;    // objects some replica lacks in its newest authenticated form
-  std::uint64_t repaired = 0;     // objects written to at least one replica
-  std::uint64_t moved = 0;        // objects dropped from nodes that are not their replicas
-  std::uint64_t unreachable = 0;  // objects with a replica on a node that did not answer
-  std::uint64_t unrecoverable = 0;  // objects whose claims no authenticated copy backs
-  std::uint64_t collected = 0;    // tombstones dropped from every node (collect_tombstones)
-  std::vector<std::string> unreachable_nodes;
-};
-
-// How far a node can be trusted: what it was caught at since the replicator started.
-struct NodeTrust {
-  std::uint64_t lies = 0;     // copies that authenticated as another version or kind than
-                              // claimed, unsealed tombstones over sealed objects, listings
-                              // the node could not back
-  std::uint64_t corrupt = 0;  // copies that did not authenticate
-  std::uint64_t future = 0;   // claims of versions beyond max_clock_skew
-  std::int64_t last_lie_unix = 0;
-};
-
-struct ReplicatorStats {
-  std::uint64_t repairs_sent = 0;
-  std::uint64_t hedges_sent = 0;
-  std::uint64_t verify_failures = 0;
-  std::uint64_t hints_stored = 0;    // writes handed to a fallback node
-  std::uint64_t hints_replayed = 0;  // of those, delivered to their owner
-  std::uint64_t hints_pending = 0;
-  std::vector<NodeTrust> nodes;      // per node, in configuration order
-};
-
-class Replicator {
+class Replicator : public Backend {
  public:
   explicit Replicator(ReplicatorOptions options);
-  ~Replicator();
+  ~Replicator() override;
 
-  std::size_t replicas() const { return r_; }
-  std::size_t write_quorum() const { return w_; }
+  std::size_t replicas() const override { return r_; }
+  std::size_t write_quorum() const override { return w_; }
+  std::vector<std::string> node_ids() const override;
   const Placement& placement() const { return placement_; }
   Transport& transport() { return *transport_; }
 
@@ -196,12 +99,12 @@ class Replicator {
   // every replica holds the objects (cache eviction).
   PutResult Put(const std::vector<Object>& batch, std::size_t quorum = 0);
   void PutAsync(const std::vector<Object>& batch, std::function<void(PutResult&&)> done,
-                std::size_t quorum = 0);
+                std::size_t quorum = 0) override;
   // Deletes with an unsealed tombstone of `version` (conditional like any put). Boxes delete by
   // putting a sealed tombstone instead (an unsealed one authenticates nothing); for tests.
   PutResult Delete(const crypto::ObjectId& id, const Version& version);
 
-  GetResult Get(const crypto::ObjectId& id);
+  GetResult Get(const crypto::ObjectId& id) override;
   // `min_version`: a copy older than this counts as missing (fail over to the next replica;
   // kUnavailable when no replica has it), e.g. the version a listing showed as the newest.
   void GetAsync(const crypto::ObjectId& id, std::function<void(GetResult&&)> done,
@@ -215,12 +118,18 @@ class Replicator {
   wire::StatReply Stat(std::size_t node);
   // Pings every node at once; per node the round trip, or nullopt when it did not answer
   // within `timeout`.
-  std::vector<std::optional<std::chrono::microseconds>> PingAll(std::chrono::milliseconds timeout);
+  std::vector<std::optional<std::chrono::microseconds>> PingAll(
+      std::chrono::milliseconds timeout) override;
 
   // Walks every node's listing (a few retries per page while a node reconnects) and calls `fn`
   // once per id with every claim, from this thread, in id order. Claims of versions beyond
   // max_clock_skew are marked refused (and counted against their node).
-  ListSummary ListAll(const std::function<void(Listed&&)>& fn);
+  ListSummary ListAll(const std::function<void(Listed&&)>& fn) override;
+  // Each node's feed from `since[node]` to its end (pages, a few retries while a node
+  // reconnects), merged per id like ListAll. A node whose sequence is below the cursor (a new or
+  // wiped node) is read from 0 and marked reset.
+  FeedSummary ReadFeeds(const std::vector<std::uint64_t>& since,
+                        const std::function<void(Listed&&)>& fn) override;
 
   // The newest authenticated copy among the claims of `listed`: the claimed versions are tried
   // from the newest down, each from its holders (trusted nodes first) with failover; a copy that
@@ -228,16 +137,17 @@ class Replicator {
   // tried. kFound: the newest version some holder backs (it may be a tombstone). kNotFound: no
   // claim is backed. kUnavailable: a holder of a newer claim did not answer (its claim may be
   // true: deciding now could return a stale version).
-  void ResolveAsync(const Listed& listed, std::function<void(GetResult&&)> done);
+  void ResolveAsync(const Listed& listed, std::function<void(GetResult&&)> done) override;
   GetResult Resolve(const Listed& listed);
 
   // See the file comment. `progress(done, total)` is called now and then from this thread.
   // `repair` false: only report (a scrub without the key cannot authenticate anything, so it
   // must not write what it found).
-  ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress = {},
-                    bool repair = true);
+  ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress,
+                    bool repair) override;
+  ScrubReport Scrub() { return Scrub({}, true); }
 
-  ReplicatorStats stats() const;
+  ReplicatorStats stats() const override;
 
   // Delivers the hinted writes whose owner answers again (GET from the fallback node, PUT to
   // the owner, DROP from the fallback). Returns how many were delivered. Runs by itself every
@@ -255,6 +165,11 @@ class Replicator {
   // The next node after the R replicas of `id` (skipping nodes that recently failed), counting
   // the ones already tried in `used`; nullopt when none is left.
   std::optional<std::size_t> PickFallback(const crypto::ObjectId& id, std::size_t& used);
+  // Merges per-node claims (one call per node's page) into `merged`, refusing future ones.
+  void AddClaims(std::size_t node, const google::protobuf::RepeatedPtrField<wire::ListEntry>& entries,
+                 std::map<std::string, Listed>* merged);
+  static void EmitMerged(std::map<std::string, Listed>* merged,
+                         const std::function<void(Listed&&)>& fn);
   struct GetOp;
   struct PutOp;
   struct ResolveOp;

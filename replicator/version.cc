@@ -3,8 +3,8 @@
 
 namespace coffer::replicator {
 
-std::string Version::ToString() const {
-  return std::to_string(hlc) + "." + std::to_string(box_id);
+std::string ToString(const Version& v) {
+  return std::to_string(v.hlc) + "." + std::to_string(v.box_id);
 }
 
 }  // namespace coffer::replicator

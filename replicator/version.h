@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/crypto.h"
 #include "replicator/wire.pb.h"
 
 namespace coffer::replicator {
@@ -15,14 +16,10 @@ namespace coffer::replicator {
 // The wire protocol version every Request and Reply carries (wire.proto).
 inline constexpr std::uint32_t kProtocolVersion = 1;
 
-struct Version {
-  std::uint64_t hlc = 0;
-  std::uint64_t box_id = 0;
-
-  friend auto operator<=>(const Version&, const Version&) = default;
-  bool IsZero() const noexcept { return hlc == 0 && box_id == 0; }
-  std::string ToString() const;  // "hlc.box_id"
-};
+// The same type the sealed object format authenticates (crypto::ObjectVersion).
+using Version = crypto::ObjectVersion;
+inline bool IsZero(const Version& v) noexcept { return v.hlc == 0 && v.box_id == 0; }
+std::string ToString(const Version& v);  // "hlc.box_id"
 
 inline Version FromWire(const wire::Version& v) { return {v.hlc(), v.box_id()}; }
 inline void ToWire(const Version& v, wire::Version* out) {

@@ -253,7 +253,8 @@ TEST_F(ClusterTest, QuorumThroughFailuresThenScrubRestoresExactlyR) {
   nodes_[1]->Start();
   WaitConnected(r);
   std::uint64_t last_total = 0;
-  ScrubReport report = r.Scrub([&](std::uint64_t, std::uint64_t total) { last_total = total; });
+  ScrubReport report =
+      r.Scrub([&](std::uint64_t, std::uint64_t total) { last_total = total; }, true);
   EXPECT_EQ(report.unreachable, 0u);
   EXPECT_EQ(report.unrecoverable, 0u);
   EXPECT_GT(report.repaired, 0u);

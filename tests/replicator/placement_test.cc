@@ -98,8 +98,8 @@ TEST(VersionTest, OrderIsHlcThenBoxId) {
   EXPECT_LT((Version{5, 1}), (Version{5, 2}));
   EXPECT_EQ((Version{5, 2}), (Version{5, 2}));
   EXPECT_GT((Version{6, 0}), (Version{5, 100}));
-  EXPECT_TRUE(Version{}.IsZero());
-  EXPECT_EQ((Version{7, 3}).ToString(), "7.3");
+  EXPECT_TRUE(IsZero(Version{}));
+  EXPECT_EQ(ToString(Version{7, 3}), "7.3");
   wire::Version w;
   ToWire(Version{7, 3}, &w);
   EXPECT_EQ(FromWire(w), (Version{7, 3}));
