@@ -1,4 +1,4 @@
-// The cofferfs core (see filesystem.h for the design).
+// The cofferfs facade (see filesystem.h for the layers and the contracts).
 #include "fs/filesystem.h"
 
 #include <fcntl.h>
@@ -7,55 +7,18 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
 
+#include "common/bytes.h"
 #include "common/error.h"
-#include "fs/records.pb.h"
+#include "fs/file_data.h"
+#include "fs/maintenance.h"
 
 namespace coffer::fs {
 
 namespace {
-
-constexpr std::uint32_t kStoreFormat = 1;
-constexpr std::uint64_t kMaxFileSize = std::uint64_t{1} << 44;  // 16 TiB
-
-std::string BigEndian64(std::uint64_t v) {
-  std::string s(8, '\0');
-  for (int i = 7; i >= 0; --i) {
-    s[i] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-  return s;
-}
-
-std::uint64_t FromBigEndian64(std::string_view s) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(s[i]);
-  return v;
-}
-
-crypto::ObjectId IdFromBytes(std::string_view bytes) {
-  crypto::ObjectId id{};
-  if (bytes.size() == id.size()) std::memcpy(id.data(), bytes.data(), id.size());
-  return id;
-}
-
-std::string_view IdBytes(const crypto::ObjectId& id) {
-  return {reinterpret_cast<const char*>(id.data()), id.size()};
-}
-
-bool IsZero(const crypto::ObjectId& id) {
-  return std::all_of(id.begin(), id.end(), [](std::uint8_t b) { return b == 0; });
-}
-
-std::int64_t WallNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 timespec ToTimespec(std::int64_t ns) {
   timespec ts;
@@ -72,71 +35,63 @@ std::int64_t FromTimespec(const timespec& ts) {
   return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+const crypto::NameKey& FirstNameKey(const crypto::Keyring& keys) {
+  const crypto::DerivedKeys* first = keys.Find(1);
+  if (first == nullptr) first = keys.Find(keys.current_epoch());
+  return first->name;
+}
+
 }  // namespace
-
-struct Filesystem::Dir {
-  struct Slot {
-    std::uint64_t ino;
-    std::uint64_t cookie;
-    std::uint64_t hlc = 0;  // version of the entry (verify)
-  };
-  std::map<std::string, Slot, std::less<>> by_name;
-  // Readdir offsets: each entry keeps the cookie it got when its name appeared (a rename over an
-  // existing name keeps that name's cookie), so resuming at an offset never skips or repeats.
-  std::map<std::uint64_t, std::string> by_cookie;
-  std::uint64_t next_cookie = 3;  // 1 and 2 are "." and ".."
-};
-
-struct Filesystem::Inode {
-  std::uint64_t ino = 0;
-  std::uint32_t mode = 0;
-  std::uint32_t uid = 0;
-  std::uint32_t gid = 0;
-  std::uint64_t size = 0;
-  std::uint32_t nlink = 0;
-  std::int64_t atime = 0;
-  std::int64_t mtime = 0;
-  std::int64_t ctime = 0;
-  std::uint32_t rdev = 0;
-  std::vector<crypto::ObjectId> chunks;  // zero id: hole
-  std::string symlink;
-  std::uint64_t parent = 0;
-  std::uint64_t hlc = 0;
-  std::uint64_t version_box = 0;
-  // Run-time only.
-  std::uint64_t lookups = 0;  // kernel references (FUSE lookup count)
-  std::uint32_t opens = 0;
-  std::map<std::uint64_t, std::string> dirty;  // chunk index -> plaintext not yet sealed
-  std::unique_ptr<Dir> dir;
-};
 
 // How to take back one namespace change whose batch the nodes did not take (degraded=fail).
 struct Filesystem::Undo {
   enum Kind {
-    kUnname,   // a name `dir/name -> ino` was added: remove it again
+    kUnname,   // the name `dir/name -> ino` was given: take it away again
     kRename,   // `ino` moved from `from_dir/from_name` to `dir/name`, replacing `replaced`
+    kExchange  // `dir/name` and `from_dir/from_name` swapped inodes
   };
   Kind kind;
-  std::uint64_t seq;
-  std::uint64_t dir;
+  std::uint64_t seq = 0;
+  std::uint64_t dir = 0;
   std::string name;
-  std::uint64_t ino;
+  std::uint64_t ino = 0;
   std::uint64_t from_dir = 0;
   std::string from_name;
   std::uint64_t replaced = 0;
 };
 
-Filesystem::Filesystem(std::unique_ptr<Store> store, crypto::Keyring keys, std::string fingerprint,
-                       Options options)
-    : store_(std::move(store)),
-      keys_(std::move(keys)),
+Filesystem::Filesystem(std::unique_ptr<LmdbStore> local,
+                       std::unique_ptr<replicator::Backend> remote, crypto::Keyring keys,
+                       std::string fingerprint, Options options)
+    : keys_(std::move(keys)),
       fingerprint_(std::move(fingerprint)),
-      options_(std::move(options)) {
-  const crypto::DerivedKeys* first = keys_.Find(1);
-  if (first == nullptr) first = keys_.Find(keys_.current_epoch());
-  name_key_ = &first->name.bytes();
-  remote_ = store_->remote();
-  Load();
+      options_(std::move(options)),
+      local_(std::move(local)),
+      remote_(std::move(remote)),
+      ids_(FirstNameKey(keys_)) {
+  recovery_ = std::make_unique<Recovery>(keys_, fingerprint_, *local_, remote_.get(), ids_);
+  PipelineOptions po;
+  po.degraded_queue = options_.degraded_queue;
+  po.commit_interval = std::chrono::milliseconds(options_.commit_interval_ms);
+  po.read_only = options_.read_only;
+  PipelineHooks hooks;
+  hooks.take = [this](std::uint64_t seq) { return TakeBatch(seq); };
+  hooks.failed = [this](std::uint64_t seq) { ApplyUndo(seq); };
+  hooks.local_committed = [this](const std::vector<crypto::ObjectId>& ids) {
+    chunks_->Committed(ids);
+  };
+  pipeline_ = std::make_unique<CommitPipeline>(keys_, *local_, remote_.get(), po, hooks);
+  chunks_ = std::make_unique<ChunkStore>(
+      keys_, *local_, remote_.get(), options_.read_only ? 0 : options_.cache_limit_bytes,
+      [this](Mutation m) { pipeline_->QueueLocal(std::move(m)); },
+      [this](const crypto::ObjectId& id) { return pipeline_->InOutbox(id); });
+  pipeline_->Start();
+  try {
+    Open_();
+  } catch (...) {
+    pipeline_->Stop();
+    throw;
+  }
 }
 
 Filesystem::~Filesystem() {
@@ -149,128 +104,82 @@ Filesystem::~Filesystem() {
 
 void Filesystem::Start() {
   std::lock_guard lock(mu_);
-  if (committer_.joinable()) return;
-  store_->Start();
-  committer_ = std::thread([this] { CommitLoop(); });
+  if (maintenance_ || shut_down_) return;
+  maintenance_ = std::make_unique<Maintenance>(*this, options_);
+  maintenance_->Start();
 }
 
 void Filesystem::Shutdown() {
-  std::unique_lock lock(mu_);
-  for (auto& [ino, inode] : inodes_) SealAll(inode.get());
-  if (committer_.joinable()) {
-    stopping_ = true;
-    commit_cv_.notify_all();
-    std::thread t = std::move(committer_);
-    lock.unlock();
-    t.join();
-    lock.lock();
+  std::unique_ptr<Maintenance> maintenance;
+  {
+    std::lock_guard lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    maintenance = std::move(maintenance_);
   }
-  while (!commit_error_ && (!dirty_inodes_.empty() || !dirty_entries_.empty() ||
-                            !pending_chunks_.empty() || !deleted_chunks_.empty()))
-    CommitOnce(lock);
-  lock.unlock();
-  store_->Stop();
+  if (maintenance) maintenance->Stop();
+  {
+    std::lock_guard lock(mu_);
+    table_.ForEach([&](Inode& inode) { FreezeAll(&inode); });
+  }
+  pipeline_->Stop();  // takes and commits what is open
 }
 
-// ---- Loading and initialisation ----
+// ---- Opening ----
 
-void Filesystem::Load() {
-  auto meta_sealed = store_->Get(Table::kMeta, "meta");
-  auto stored_fpr = store_->Get(Table::kMeta, "fingerprint");
-  if (!meta_sealed && remote_ && RebuildFromNodes(remote_)) {
-    meta_sealed = store_->Get(Table::kMeta, "meta");
-    stored_fpr = store_->Get(Table::kMeta, "fingerprint");
-  }
-  if (!meta_sealed) {
-    bool empty = true;
-    store_->Scan(Table::kInodes, [&](std::string_view, std::string_view) { empty = false; });
-    if (!empty) throw Error(EBADMSG, "store has inodes but no store meta record: damaged");
+void Filesystem::Open_() {
+  std::optional<StoreIdentity> identity = recovery_->Open();
+  if (!identity) {
     Initialise();
     return;
   }
-  auto meta_plain =
-      crypto::Open(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{}, *meta_sealed);
-  if (!meta_plain) {
-    std::string msg = "this STATE_DIR was made with another key";
-    if (stored_fpr) msg += " (store key fingerprint " + *stored_fpr + ", this key " + fingerprint_ + ")";
-    throw Error(EACCES, msg);
+  box_id_ = identity->box_id;
+  chunk_size_ = identity->chunk_size;
+  Version newest;
+  {
+    std::lock_guard lock(mu_);
+    newest = recovery_->Load(&table_, identity->format);
   }
-  proto::StoreMeta meta;
-  if (!meta.ParseFromString(*meta_plain) || meta.format() != kStoreFormat)
-    throw Error(EBADMSG, "store meta record of an unknown format");
-  box_id_ = meta.box_id();
-  chunk_size_ = meta.chunk_size() ? meta.chunk_size() : (64 << 10);
-  if (auto n = store_->Get(Table::kMeta, "next_ino"); n && n->size() == 8)
-    next_ino_ = FromBigEndian64(*n);
-  if (auto h = store_->Get(Table::kMeta, "hlc"); h && h->size() == 8)
-    hlc_ = FromBigEndian64(*h);  // the newest version the nodes held at a rebuild
-
-  store_->Scan(Table::kInodes, [&](std::string_view key, std::string_view value) {
-    if (key.size() != 8) throw Error(EBADMSG, "malformed inode key in store");
-    std::uint64_t ino = FromBigEndian64(key);
-    auto plain = crypto::Open(keys_, crypto::ObjectKind::kInodeRecord, InodeId(ino), value);
-    proto::InodeRecord rec;
-    if (!plain || !rec.ParseFromString(*plain) || rec.ino() != ino)
-      throw Error(EBADMSG, "inode record " + std::to_string(ino) + " fails authentication");
-    auto inode = std::make_unique<Inode>();
-    inode->ino = ino;
-    inode->mode = rec.mode();
-    inode->uid = rec.uid();
-    inode->gid = rec.gid();
-    inode->size = rec.size();
-    inode->nlink = rec.nlink();
-    inode->atime = rec.atime_ns();
-    inode->mtime = rec.mtime_ns();
-    inode->ctime = rec.ctime_ns();
-    inode->rdev = rec.rdev();
-    inode->symlink = rec.symlink();
-    inode->parent = rec.parent();
-    inode->hlc = rec.version().hlc();
-    inode->version_box = rec.version().box_id();
-    for (const auto& c : rec.chunks()) inode->chunks.push_back(IdFromBytes(c));
-    if (S_ISDIR(inode->mode)) inode->dir = std::make_unique<Dir>();
-    hlc_ = std::max(hlc_, inode->hlc);
-    next_ino_ = std::max(next_ino_, ino + 1);
-    inodes_[ino] = std::move(inode);
-  });
-  if (!Find(kRootIno)) throw Error(EBADMSG, "store has no root directory");
-
-  store_->Scan(Table::kDirents, [&](std::string_view key, std::string_view value) {
-    if (key.size() != 24) throw Error(EBADMSG, "malformed directory entry key in store");
-    auto plain = crypto::Open(keys_, crypto::ObjectKind::kDirEntry, IdFromBytes(key.substr(8)),
-                              value);
-    proto::DirEntry rec;
-    if (!plain || !rec.ParseFromString(*plain) || rec.parent() != FromBigEndian64(key))
-      throw Error(EBADMSG, "directory entry fails authentication");
-    Inode* dir = Find(rec.parent());
-    if (!dir || !dir->dir || !Find(rec.child())) {
-      spdlog::warn("dropping a directory entry of inode {} that points nowhere", rec.parent());
-      return;
+  hlc_.Observe(newest.hlc);
+  if (auto h = local_->Get(Table::kMeta, kClockKey); h && h->size() == 8)
+    hlc_.Observe(FromBigEndian64(*h));
+  chunks_->LoadCache();
+  if (remote_ && !options_.read_only) pipeline_->LoadOutbox();
+  if (identity->format == kStoreFormatV1 && !options_.read_only) Migrate();
+  if (remote_ && !identity->rebuilt) {
+    CatchUpResult r = CatchUp();
+    if (!r.complete()) {
+      spdlog::warn("catch-up at mount: {} of {} storage nodes read ({} needed to see every "
+                   "change), {} records undecided: mounted with what this box has; the feeds "
+                   "are read again in the background",
+                   r.answered, r.nodes, r.needed, r.unavailable);
+    } else if (r.applied) {
+      spdlog::info("catch-up at mount: {} records newer on the nodes applied", r.applied);
     }
-    Dir& d = *dir->dir;
-    std::uint64_t cookie = d.next_cookie++;
-    d.by_name[rec.name()] = Dir::Slot{rec.child(), cookie, rec.version().hlc()};
-    d.by_cookie[cookie] = rec.name();
-    hlc_ = std::max(hlc_, rec.version().hlc());
-  });
-
+  }
   // Inodes without a name (unlinked while open when the last daemon stopped or crashed).
-  std::vector<Inode*> orphans;
-  for (auto& [ino, inode] : inodes_)
-    if (inode->nlink == 0 && ino != kRootIno) orphans.push_back(inode.get());
-  for (Inode* inode : orphans) {
-    spdlog::info("purging unlinked inode {}", inode->ino);
-    MaybeFree(inode);
+  std::size_t purged = 0;
+  {
+    std::lock_guard lock(mu_);
+    std::vector<Inode*> orphans;
+    table_.ForEach([&](Inode& inode) {
+      if (inode.links.empty() && inode.ino != kRootIno) orphans.push_back(&inode);
+    });
+    if (!options_.read_only) {
+      for (Inode* inode : orphans) MaybeFree(inode);
+      purged = orphans.size();
+    }
   }
-  if (!orphans.empty()) {
-    std::unique_lock lock(mu_);
-    CommitOnce(lock);
-  }
-  spdlog::info("store opened: {} inodes, box id {:016x}", inodes_.size(), box_id_);
+  if (purged) spdlog::info("purged {} inodes that no name held", purged);
+  spdlog::info("store opened: {} inodes, box id {:016x}{}", InodeCount(), box_id_,
+               identity->rebuilt ? " (rebuilt from the storage nodes)" : "");
 }
 
 void Filesystem::Initialise() {
-  crypto::primitives::RandomBytes(reinterpret_cast<unsigned char*>(&box_id_), sizeof box_id_);
+  if (options_.read_only) throw Error(EROFS, "a read-only mount cannot initialise a new store");
+  do {
+    crypto::primitives::RandomBytes(reinterpret_cast<unsigned char*>(&box_id_), sizeof box_id_);
+  } while (box_id_ == 0);
   chunk_size_ = options_.chunk_size;
   proto::StoreMeta meta;
   meta.set_format(kStoreFormat);
@@ -278,49 +187,89 @@ void Filesystem::Initialise() {
   meta.set_box_id(box_id_);
   meta.set_created_unix(WallNs() / 1000000000);
   meta.set_chunk_size(chunk_size_);
-  std::string sealed =
-      crypto::Seal(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{}, keys_.current_epoch(),
-                   crypto::ObjectVersion{1, box_id_}, meta.SerializeAsString());
-  // The store meta is object 0 on the nodes (version 1: written once, never replaced).
-  store_->Commit({Mutation{Table::kMeta, "meta", sealed,
-                           RemoteRef{crypto::ObjectId{}, 1, box_id_, {}}},
-                  Mutation{Table::kMeta, "fingerprint", fingerprint_, std::nullopt}});
-  auto root = std::make_unique<Inode>();
-  root->ino = kRootIno;
-  root->mode = S_IFDIR | 0755;
-  root->nlink = 2;
-  root->parent = kRootIno;
-  root->atime = root->mtime = root->ctime = Now();
-  root->dir = std::make_unique<Dir>();
-  Inode* r = root.get();
-  inodes_[kRootIno] = std::move(root);
-  std::unique_lock lock(mu_);
-  Touch(r);
-  CommitOnce(lock);
-  if (commit_error_) throw Error(commit_error_, "cannot initialise the store");
-  if (unreplicated_seqs_.count(committed_seq_))
+  std::uint64_t seq;
+  {
+    std::lock_guard lock(mu_);
+    auto root = std::make_unique<Inode>();
+    root->ino = kRootIno;
+    root->mode = S_IFDIR | 0755;
+    root->atime = root->mtime = root->ctime = WallNs();
+    Inode* r = table_.Insert(std::move(root));
+    r->nlink = 2;
+    Touch(r);
+    // The store meta is object 0 on the nodes, written once (version 1 of this box).
+    RecordWrite w;
+    w.id = RecordIds::Meta();
+    w.kind = crypto::ObjectKind::kStoreMeta;
+    w.version = Version{1, box_id_};
+    w.plaintext = std::make_shared<const std::string>(meta.SerializeAsString());
+    w.table = Table::kMeta;
+    w.key = kMetaKey;
+    meta_write_ = std::move(w);
+    local_rows_.push_back(Mutation{Table::kMeta, kFingerprintKey, fingerprint_});
+    seq = open_seq_;
+  }
+  if (int rc = pipeline_->WaitLocal(seq)) throw Error(rc, "cannot initialise the store");
+  if (remote_ && pipeline_->Wait(seq) != 0)
     spdlog::warn("the new store is not yet on enough storage nodes; it is held in the outbox");
   spdlog::info("initialised a new store, box id {:016x}", box_id_);
 }
 
-// ---- Helpers (mu_ held) ----
-
-Filesystem::Inode* Filesystem::Find(std::uint64_t ino) {
-  auto it = inodes_.find(ino);
-  return it == inodes_.end() ? nullptr : it->second.get();
+void Filesystem::Migrate() {
+  // Store format 1 kept names in directory entry records; format 2 keeps them in the inode
+  // records (one record per rename: atomic on the nodes). Every record is written again with
+  // its names and every directory entry deleted, in one batch.
+  std::size_t records = 0, entries = 0;
+  std::uint64_t seq;
+  {
+    std::lock_guard lock(mu_);
+    table_.ForEach([&](Inode& inode) {
+      Touch(&inode);
+      ++records;
+    });
+    Batch gone;
+    local_->Scan(Table::kDirents, [&](std::string_view key, std::string_view) {
+      if (key.size() != 24) return;
+      auto id = crypto::IdFromBytes(key.substr(8));
+      RecordWrite w;
+      w.id = *id;
+      w.kind = crypto::ObjectKind::kDirEntry;
+      w.version = Tick();
+      w.table = Table::kDirents;
+      w.key = std::string(key);
+      legacy_deletes_.push_back(std::move(w));
+      ++entries;
+    });
+    proto::StoreMeta meta;
+    meta.set_format(kStoreFormat);
+    meta.set_fingerprint(fingerprint_);
+    meta.set_box_id(box_id_);
+    meta.set_created_unix(WallNs() / 1000000000);
+    meta.set_chunk_size(chunk_size_);
+    RecordWrite w;
+    w.id = RecordIds::Meta();
+    w.kind = crypto::ObjectKind::kStoreMeta;
+    w.version = Version{2, box_id_};  // newer than the format 1 meta (1, its box)
+    w.plaintext = std::make_shared<const std::string>(meta.SerializeAsString());
+    w.table = Table::kMeta;
+    w.key = kMetaKey;
+    meta_write_ = std::move(w);
+    seq = open_seq_;
+  }
+  if (int rc = pipeline_->WaitLocal(seq)) throw Error(rc, "cannot migrate the store to format 2");
+  spdlog::info("store migrated to format 2: {} records now carry their names, {} directory "
+               "entries deleted",
+               records, entries);
 }
 
-std::int64_t Filesystem::Now() const { return WallNs(); }
+// ---- The open batch ----
 
-std::uint64_t Filesystem::Tick() {
-  hlc_ = std::max<std::uint64_t>(hlc_ + 1, static_cast<std::uint64_t>(WallNs()));
-  return hlc_;
-}
+Version Filesystem::Tick() { return Version{hlc_.Tick(), box_id_}; }
 
 void Filesystem::Touch(Inode* inode) {
-  inode->hlc = Tick();
-  inode->version_box = box_id_;
+  inode->version = Tick();
   dirty_inodes_.insert(inode->ino);
+  pipeline_->Touched();
 }
 
 void Filesystem::TouchDir(Inode* dir, std::int64_t now) {
@@ -330,6 +279,55 @@ void Filesystem::TouchDir(Inode* dir, std::int64_t now) {
   dir->ctime = dir->mtime;
   Touch(dir);
 }
+
+ChangeSet Filesystem::TakeBatch(std::uint64_t seq) {
+  std::lock_guard lock(mu_);
+  ChangeSet cs;
+  cs.seq = seq;
+  open_seq_ = seq + 1;
+  cs.writes.reserve(new_chunks_.size() + dirty_inodes_.size() + deleted_inodes_.size() +
+                    deleted_chunks_.size() + legacy_deletes_.size() + 1);
+  if (meta_write_) {
+    cs.writes.push_back(std::move(*meta_write_));
+    meta_write_.reset();
+  }
+  // Chunks first: one batch either way, but a record never names a chunk of a later batch.
+  for (auto& [id, c] : new_chunks_) {
+    cs.writes.push_back(RecordWrite{id, crypto::ObjectKind::kChunk, c.version, c.plaintext,
+                                    Table::kChunks, std::string(crypto::IdBytes(id))});
+  }
+  for (std::uint64_t ino : dirty_inodes_) {
+    const Inode* inode = table_.Find(ino);
+    if (!inode) continue;  // freed since: its delete is below
+    cs.writes.push_back(RecordWrite{
+        ids_.Inode(ino), crypto::ObjectKind::kInodeRecord, inode->version,
+        std::make_shared<const std::string>(
+            InodeTable::ToRecord(*inode, chunk_size_).SerializeAsString()),
+        Table::kInodes, BigEndian64(ino)});
+  }
+  for (const auto& [ino, v] : deleted_inodes_) {
+    cs.writes.push_back(RecordWrite{ids_.Inode(ino), crypto::ObjectKind::kInodeRecord, v, nullptr,
+                                    Table::kInodes, BigEndian64(ino)});
+  }
+  for (const auto& [id, v] : deleted_chunks_) {
+    chunks_->Forget(id);
+    cs.writes.push_back(RecordWrite{id, crypto::ObjectKind::kChunk, v, nullptr, Table::kChunks,
+                                    std::string(crypto::IdBytes(id))});
+  }
+  for (auto& w : legacy_deletes_) cs.writes.push_back(std::move(w));
+  cs.local = std::move(local_rows_);
+  if (!cs.writes.empty()) cs.local.push_back(Mutation{Table::kMeta, kClockKey, BigEndian64(hlc_.last())});
+  new_chunks_.clear();
+  dirty_inodes_.clear();
+  deleted_inodes_.clear();
+  deleted_chunks_.clear();
+  legacy_deletes_.clear();
+  local_rows_.clear();
+  pending_bytes_ = 0;
+  return cs;
+}
+
+// ---- Helpers (mu_ held) ----
 
 void Filesystem::Stat(const Inode& inode, struct stat* out) const {
   std::memset(out, 0, sizeof *out);
@@ -347,99 +345,18 @@ void Filesystem::Stat(const Inode& inode, struct stat* out) const {
   out->st_ctim = ToTimespec(inode.ctime);
 }
 
-// Object ids on the nodes. Inode records and directory entries carry a keyed tag in their last
-// 8 bytes, so that a box rebuilding from the nodes tells records from chunks (random ids) by id
-// alone, without fetching them; to the nodes all ids look random. A directory entry's id is a
-// keyed hash of (parent, name): names never leave the box.
-namespace {
-constexpr std::string_view kInodeTag = "coffer inode id v1";
-constexpr std::string_view kDirentTag = "coffer dirent id v1";
-}  // namespace
-
-crypto::ObjectId Filesystem::InodeId(std::uint64_t ino) const {
-  crypto::ObjectId id{};
-  std::string be = BigEndian64(ino);
-  std::string tag = crypto::primitives::HmacSha256(name_key_->view(), kInodeTag, be);
-  std::memcpy(id.data(), be.data(), 8);
-  std::memcpy(id.data() + 8, tag.data(), 8);
-  return id;
-}
-
-crypto::ObjectId Filesystem::DirentId(std::uint64_t parent, std::string_view name) const {
-  crypto::ObjectId id{};
-  std::string mac = crypto::primitives::HmacSha256(name_key_->view(), BigEndian64(parent), name);
-  std::string tag =
-      crypto::primitives::HmacSha256(name_key_->view(), kDirentTag, mac.substr(0, 8));
-  std::memcpy(id.data(), mac.data(), 8);
-  std::memcpy(id.data() + 8, tag.data(), 8);
-  return id;
-}
-
-Filesystem::IdClass Filesystem::Classify(const crypto::ObjectId& id) const {
-  if (IsZero(id)) return IdClass::kMeta;
-  std::string_view head(reinterpret_cast<const char*>(id.data()), 8);
-  std::string_view tail(reinterpret_cast<const char*>(id.data()) + 8, 8);
-  std::string t = crypto::primitives::HmacSha256(name_key_->view(), kInodeTag, head);
-  if (crypto::primitives::ConstantTimeEqual(std::string_view(t).substr(0, 8), tail))
-    return IdClass::kInode;
-  t = crypto::primitives::HmacSha256(name_key_->view(), kDirentTag, head);
-  if (crypto::primitives::ConstantTimeEqual(std::string_view(t).substr(0, 8), tail))
-    return IdClass::kDirent;
-  return IdClass::kChunk;
-}
-
-std::string Filesystem::DirentKey(std::uint64_t parent, std::string_view name) const {
-  return BigEndian64(parent) + std::string(IdBytes(DirentId(parent, name)));
-}
-
-void Filesystem::PutEntry(Inode* dir, std::string_view name, std::uint64_t child) {
-  Dir& d = *dir->dir;
-  auto it = d.by_name.find(name);
-  if (it != d.by_name.end()) {
-    it->second.ino = child;
-  } else {
-    std::uint64_t cookie = d.next_cookie++;
-    it = d.by_name.emplace(std::string(name), Dir::Slot{child, cookie}).first;
-    d.by_cookie.emplace(cookie, std::string(name));
+Inode* Filesystem::DirFor(std::uint64_t ino, int* err) {
+  Inode* dir = table_.Find(ino);
+  if (!dir) {
+    *err = ENOENT;
+    return nullptr;
   }
-  Tick();
-  it->second.hlc = hlc_;
-  proto::DirEntry rec;
-  rec.set_parent(dir->ino);
-  rec.set_name(std::string(name));
-  rec.set_child(child);
-  rec.mutable_version()->set_hlc(hlc_);
-  rec.mutable_version()->set_box_id(box_id_);
-  dirty_entries_[DirentKey(dir->ino, name)] = DirtyEntry{rec.SerializeAsString(), hlc_};
-}
-
-void Filesystem::RemoveEntry(Inode* dir, std::string_view name) {
-  Dir& d = *dir->dir;
-  auto it = d.by_name.find(name);
-  if (it == d.by_name.end()) return;
-  d.by_cookie.erase(it->second.cookie);
-  d.by_name.erase(it);
-  dirty_entries_[DirentKey(dir->ino, name)] = DirtyEntry{std::nullopt, Tick()};
-}
-
-Filesystem::Inode* Filesystem::NewInode(mode_t mode, const Context& ctx, Inode* parent) {
-  auto inode = std::make_unique<Inode>();
-  inode->ino = next_ino_++;
-  inode->mode = mode;
-  inode->uid = ctx.uid;
-  inode->gid = ctx.gid;
-  if (parent->mode & S_ISGID) {  // BSD group semantics of setgid directories
-    inode->gid = parent->gid;
-    if (S_ISDIR(mode)) inode->mode |= S_ISGID;
+  if (!dir->is_dir()) {
+    *err = ENOTDIR;
+    return nullptr;
   }
-  inode->nlink = S_ISDIR(mode) ? 2 : 1;
-  inode->atime = inode->mtime = inode->ctime = Now();
-  inode->parent = parent->ino;
-  if (S_ISDIR(mode)) inode->dir = std::make_unique<Dir>();
-  Inode* raw = inode.get();
-  inodes_[raw->ino] = std::move(inode);
-  Touch(raw);
-  return raw;
+  *err = 0;
+  return dir;
 }
 
 int Filesystem::CheckName(std::string_view name) const {
@@ -451,426 +368,342 @@ int Filesystem::CheckName(std::string_view name) const {
 }
 
 int Filesystem::DirForNewEntry(std::uint64_t parent, std::string_view name, Inode** dir) {
-  *dir = Find(parent);
-  if (!*dir) return ENOENT;
-  if (!(*dir)->dir) return ENOTDIR;
+  int err = 0;
+  *dir = DirFor(parent, &err);
+  if (err) return err;
   if (int e = CheckName(name)) return e;
-  if ((*dir)->dir->by_name.count(name)) return EEXIST;
+  if (table_.Lookup(**dir, name)) return EEXIST;
   return 0;
 }
 
-void Filesystem::DropLink(Inode* inode) {
-  if (S_ISDIR(inode->mode)) {
-    inode->nlink = 0;
-  } else if (inode->nlink > 0) {
-    --inode->nlink;
+Inode* Filesystem::NewInode(mode_t mode, const Context& ctx, Inode* parent) {
+  Inode* inode = table_.Create(mode, ctx.uid, ctx.gid, WallNs());
+  if (parent->mode & S_ISGID) {  // BSD group semantics of setgid directories
+    inode->gid = parent->gid;
+    if (S_ISDIR(mode)) inode->mode |= S_ISGID;
   }
-  inode->ctime = Now();
   Touch(inode);
+  return inode;
 }
 
 void Filesystem::MaybeFree(Inode* inode) {
-  if (inode->nlink != 0 || inode->opens != 0 || inode->lookups != 0 || inode->ino == kRootIno ||
-      pinned_.count(inode->ino))
+  if (!inode->links.empty() || inode->opens != 0 || inode->lookups != 0 ||
+      inode->ino == kRootIno || inode->pins != 0)
     return;
   for (const auto& id : inode->chunks)
-    if (!IsZero(id)) DeleteChunk(id);
-  dirty_inodes_.insert(inode->ino);  // absent from inodes_: TakeBatch deletes the record
-  inodes_.erase(inode->ino);
+    if (!file_data::IsHole(id)) DeleteChunk(id);
+  for (const auto& [idx, buf] : inode->dirty) pending_bytes_ -= std::min(pending_bytes_, buf.size());
+  deleted_inodes_[inode->ino] = Tick();
+  dirty_inodes_.erase(inode->ino);
+  table_.Erase(inode->ino);
+  pipeline_->Touched();
 }
 
 void Filesystem::DeleteChunk(const crypto::ObjectId& id) {
-  auto it = pending_chunks_.find(id);
-  if (it != pending_chunks_.end()) {
-    pending_bytes_ -= std::min(pending_bytes_, it->second.size());
-    pending_chunks_.erase(it);
-    chunk_hlc_.erase(id);
+  auto it = new_chunks_.find(id);
+  if (it != new_chunks_.end()) {  // never written anywhere
+    pending_bytes_ -= std::min(pending_bytes_, it->second.plaintext->size());
+    new_chunks_.erase(it);
+    chunks_->Forget(id);
     return;
   }
   deleted_chunks_[id] = Tick();
 }
 
-std::string Filesystem::LoadChunk(const crypto::ObjectId& id, std::unique_lock<std::mutex>* lock) {
-  std::optional<std::string> sealed;
-  if (auto it = pending_chunks_.find(id); it != pending_chunks_.end()) {
-    sealed = it->second;
-  } else if (committing_chunks_) {
-    if (auto c = committing_chunks_->find(id); c != committing_chunks_->end()) sealed = c->second;
-  }
-  // The store may have to fetch the chunk from the nodes, and opening it is CPU work: neither
-  // needs mu_ (chunks are immutable), so other operations go on meanwhile.
-  if (lock) lock->unlock();
-  struct Relock {
-    std::unique_lock<std::mutex>* l;
-    ~Relock() {
-      if (l) l->lock();
-    }
-  } relock{lock};
-  if (!sealed) sealed = store_->Get(Table::kChunks, IdBytes(id));
-  if (!sealed) throw Error(EIO, "chunk " + crypto::ToHex(id) + " is missing from the store");
-  auto plain = crypto::Open(keys_, crypto::ObjectKind::kChunk, id, *sealed);
-  if (!plain) throw Error(EIO, "chunk " + crypto::ToHex(id) + " fails authentication");
-  return std::move(*plain);
-}
-
-std::string& Filesystem::DirtyChunk(Inode* inode, std::uint64_t index) {
-  auto it = inode->dirty.find(index);
-  if (it != inode->dirty.end()) return it->second;
-  std::string data;
-  if (index < inode->chunks.size() && !IsZero(inode->chunks[index]))
-    data = LoadChunk(inode->chunks[index]);
-  return inode->dirty.emplace(index, std::move(data)).first->second;
-}
-
-void Filesystem::SealChunk(Inode* inode, std::uint64_t index) {
+void Filesystem::FreezeChunk(Inode* inode, std::uint64_t index) {
   auto it = inode->dirty.find(index);
   if (it == inode->dirty.end()) return;
   if (index >= inode->chunks.size()) inode->chunks.resize(index + 1);
-  crypto::ObjectId old = inode->chunks[index];
+  const crypto::ObjectId old = inode->chunks[index];
   crypto::ObjectId id{};
   if (!it->second.empty()) {
     id = crypto::RandomObjectId();
-    const std::uint64_t hlc = Tick();
-    std::string sealed = crypto::Seal(keys_, crypto::ObjectKind::kChunk, id, keys_.current_epoch(),
-                                      crypto::ObjectVersion{hlc, box_id_}, it->second);
-    pending_bytes_ += sealed.size();
-    pending_chunks_.emplace(id, std::move(sealed));
-    chunk_hlc_[id] = hlc;
+    auto plain = std::make_shared<const std::string>(std::move(it->second));
+    chunks_->AddInFlight(id, plain);  // readable at once, until it is committed locally
+    new_chunks_[id] = NewChunk{std::move(plain), Tick()};
   }
   inode->chunks[index] = id;
-  if (!IsZero(old)) DeleteChunk(old);
+  if (!file_data::IsHole(old)) DeleteChunk(old);
   inode->dirty.erase(it);
   Touch(inode);
 }
 
-void Filesystem::SealAll(Inode* inode) {
-  while (!inode->dirty.empty()) SealChunk(inode, inode->dirty.begin()->first);
+void Filesystem::FreezeAll(Inode* inode) {
+  while (!inode->dirty.empty()) FreezeChunk(inode, inode->dirty.begin()->first);
 }
 
 void Filesystem::Truncate(Inode* inode, std::uint64_t size) {
-  const std::uint64_t c = chunk_size_;
-  std::uint64_t keep = (size + c - 1) / c;
-  if (size < inode->size) {
-    for (std::uint64_t i = keep; i < inode->chunks.size(); ++i)
-      if (!IsZero(inode->chunks[i])) DeleteChunk(inode->chunks[i]);
-    inode->dirty.erase(inode->dirty.lower_bound(keep), inode->dirty.end());
-    if (inode->chunks.size() > keep) inode->chunks.resize(keep);
-    if (size % c != 0) {
-      std::string& buf = DirtyChunk(inode, size / c);
-      if (buf.size() > size % c) buf.resize(size % c);
-    }
-  }
-  if (inode->chunks.size() < keep) inode->chunks.resize(keep);
-  inode->size = size;
+  for (const auto& id : file_data::Truncate(inode, chunk_size_, size)) DeleteChunk(id);
 }
 
-// ---- Commits ----
-
-std::string Filesystem::SealTombstone(const crypto::ObjectId& id, crypto::ObjectKind kind,
-                                      std::uint64_t hlc) const {
-  if (remote_ == nullptr) return {};  // a local store keeps no tombstones
-  proto::Tombstone t;
-  t.set_kind(static_cast<std::uint32_t>(kind));
-  return crypto::Seal(keys_, crypto::ObjectKind::kTombstone, id, keys_.current_epoch(),
-                      crypto::ObjectVersion{hlc, box_id_}, t.SerializeAsString());
-}
-
-Batch Filesystem::TakeBatch() {
-  Batch batch;
-  const std::uint32_t epoch = keys_.current_epoch();
-  for (std::uint64_t ino : dirty_inodes_) {
-    std::string key = BigEndian64(ino);
-    Inode* inode = Find(ino);
-    if (!inode) {
-      const crypto::ObjectId id = InodeId(ino);
-      const std::uint64_t hlc = Tick();
-      batch.push_back(
-          Mutation{Table::kInodes, std::move(key), std::nullopt,
-                   RemoteRef{id, hlc, box_id_,
-                             SealTombstone(id, crypto::ObjectKind::kInodeRecord, hlc)}});
-      continue;
+bool Filesystem::PrepareWrite(std::unique_lock<std::mutex>& lock, std::uint64_t ino,
+                              std::uint64_t offset, std::uint64_t end) {
+  while (true) {
+    Inode* inode = table_.Find(ino);
+    if (!inode) return false;
+    std::vector<std::uint64_t> need;
+    if (end > offset) {
+      need = file_data::PartlyCovered(*inode, chunk_size_, offset, end);
+    } else if (auto cut = file_data::CutChunk(*inode, chunk_size_, offset)) {
+      need.push_back(*cut);  // a truncation to `offset`
     }
-    proto::InodeRecord rec;
-    rec.set_ino(ino);
-    rec.set_mode(inode->mode);
-    rec.set_uid(inode->uid);
-    rec.set_gid(inode->gid);
-    rec.set_size(inode->size);
-    rec.set_nlink(inode->nlink);
-    rec.set_atime_ns(inode->atime);
-    rec.set_mtime_ns(inode->mtime);
-    rec.set_ctime_ns(inode->ctime);
-    rec.set_rdev(inode->rdev);
-    rec.set_symlink(inode->symlink);
-    rec.set_parent(inode->parent);
-    rec.set_chunk_size(chunk_size_);
-    rec.mutable_version()->set_hlc(inode->hlc);
-    rec.mutable_version()->set_box_id(inode->version_box);
-    for (const auto& id : inode->chunks)
-      rec.add_chunks(IsZero(id) ? std::string() : std::string(IdBytes(id)));
-    const crypto::ObjectId id = InodeId(ino);
-    batch.push_back(Mutation{Table::kInodes, std::move(key),
-                             crypto::Seal(keys_, crypto::ObjectKind::kInodeRecord, id, epoch,
-                                          crypto::ObjectVersion{inode->hlc, inode->version_box},
-                                          rec.SerializeAsString()),
-                             RemoteRef{id, inode->hlc, inode->version_box}});
-  }
-  for (auto& [key, change] : dirty_entries_) {
-    const crypto::ObjectId id = IdFromBytes(std::string_view(key).substr(8));
-    if (change.value) {
-      batch.push_back(Mutation{Table::kDirents, key,
-                               crypto::Seal(keys_, crypto::ObjectKind::kDirEntry, id, epoch,
-                                            crypto::ObjectVersion{change.hlc, box_id_},
-                                            *change.value),
-                               RemoteRef{id, change.hlc, box_id_, {}}});
-    } else {
-      batch.push_back(Mutation{
-          Table::kDirents, key, std::nullopt,
-          RemoteRef{id, change.hlc, box_id_,
-                    SealTombstone(id, crypto::ObjectKind::kDirEntry, change.hlc)}});
-    }
-  }
-  for (const auto& [id, hlc] : deleted_chunks_)
-    batch.push_back(Mutation{Table::kChunks, std::string(IdBytes(id)), std::nullopt,
-                             RemoteRef{id, hlc, box_id_,
-                                       SealTombstone(id, crypto::ObjectKind::kChunk, hlc)}});
-  if (!dirty_inodes_.empty())
-    batch.push_back(Mutation{Table::kMeta, "next_ino", BigEndian64(next_ino_), std::nullopt});
-  dirty_inodes_.clear();
-  dirty_entries_.clear();
-  deleted_chunks_.clear();
-  return batch;
-}
-
-void Filesystem::CommitOnce(std::unique_lock<std::mutex>& lock) {
-  while (committing_) durable_cv_.wait(lock);
-  committing_ = true;
-  const std::uint64_t seq = open_seq_++;
-  Batch batch = TakeBatch();
-  auto chunks = std::make_shared<std::map<crypto::ObjectId, std::string>>(
-      std::move(pending_chunks_));
-  pending_chunks_.clear();
-  std::map<crypto::ObjectId, std::uint64_t> chunk_hlc;
-  chunk_hlc.swap(chunk_hlc_);
-  pending_bytes_ = 0;
-  committing_chunks_ = chunks;
-  lock.unlock();
-  int err = 0;
-  CommitResult result;
-  // With storage nodes an empty batch still goes to the store: its round retries the outbox and
-  // its result says whether everything so far is on W nodes (a waiter's fsync needs to know).
-  if (!batch.empty() || !chunks->empty() || remote_ != nullptr) {
+    if (need.empty()) return true;
+    std::vector<std::pair<std::uint64_t, crypto::ObjectId>> wanted;
+    for (std::uint64_t idx : need) wanted.emplace_back(idx, inode->chunks[idx]);
+    // The chunks may have to come from the nodes, and opening them is CPU work: neither needs
+    // mu_ (chunks are immutable), so other operations go on meanwhile.
+    lock.unlock();
+    std::vector<std::shared_ptr<const std::string>> loaded;
     try {
-      batch.reserve(batch.size() + chunks->size());
-      // Chunks first in the batch: one transaction either way, but it keeps the order readable.
-      Batch all;
-      all.reserve(batch.size() + chunks->size());
-      for (const auto& [id, sealed] : *chunks)
-        all.push_back(Mutation{Table::kChunks, std::string(IdBytes(id)), sealed,
-                               RemoteRef{id, chunk_hlc[id], box_id_, {}}});
-      for (auto& m : batch) all.push_back(std::move(m));
-      result = store_->Commit(all);
-    } catch (const Error& e) {
-      err = e.err() ? e.err() : EIO;
-      spdlog::error("commit failed, the filesystem now refuses writes: {}", e.what());
-    } catch (const std::exception& e) {
-      err = EIO;
-      spdlog::error("commit failed, the filesystem now refuses writes: {}", e.what());
+      for (const auto& [idx, id] : wanted) loaded.push_back(chunks_->Read(id));
+    } catch (...) {
+      lock.lock();
+      throw;
     }
+    lock.lock();
+    inode = table_.Find(ino);
+    if (!inode) return false;
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      const auto [idx, id] = wanted[i];
+      if (idx < inode->chunks.size() && inode->chunks[idx] == id && !inode->dirty.count(idx)) {
+        inode->dirty[idx] = *loaded[i];
+        pending_bytes_ += loaded[i]->size();
+      }
+    }
+    // Loop: the file may have changed meanwhile.
   }
+}
+
+// ---- Durability and rollback ----
+
+int Filesystem::WaitDurable(std::unique_lock<std::mutex>& lock) {
+  const std::uint64_t seq = open_seq_;
+  lock.unlock();
+  const int rc = pipeline_->Wait(seq);
   lock.lock();
-  committing_chunks_.reset();
-  committing_ = false;
-  if (err) {
-    commit_error_ = err;
-  } else {
-    committed_seq_ = seq;
-    if (result.replicated) {
-      ReleaseUndo(seq);
-    } else if (options_.degraded_queue) {
-      ReleaseUndo(seq);
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_degraded_log_ > std::chrono::seconds(10)) {
-        last_degraded_log_ = now;
-        spdlog::warn("DEGRADED (degraded=queue): changes accepted on this box only, held in the "
-                     "outbox until W storage nodes take them: {}",
-                     result.error);
-      }
-    } else {
-      unreplicated_seqs_.insert(seq);
-      while (unreplicated_seqs_.size() > 4096) unreplicated_seqs_.erase(unreplicated_seqs_.begin());
-      // Roll back this batch's namespace changes, newest first; the rollback is itself a change
-      // (newer versions) that goes to the nodes with the next batch.
-      std::size_t undone = 0;
-      for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
-        if (it->seq != seq) continue;
-        ApplyUndo(*it);
-        ++undone;
-      }
-      ReleaseUndo(seq);
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_degraded_log_ > std::chrono::seconds(10)) {
-        last_degraded_log_ = now;
-        spdlog::warn("DEGRADED: a change could not be made durable on W storage nodes; its "
-                     "operations fail with {} ({} namespace changes rolled back) so that mail is "
-                     "deferred: {}",
-                     std::strerror(kNotDurableErrno), undone, result.error);
+  if (rc == 0 || rc != kNotDurableErrno) {
+    // Decided: the undo records of this batch and earlier ones are not needed any more.
+    std::vector<std::uint64_t> unpinned;
+    auto keep = std::remove_if(undo_.begin(), undo_.end(), [&](const Undo& u) {
+      if (u.seq > seq) return false;
+      if (u.replaced) unpinned.push_back(u.replaced);
+      return true;
+    });
+    undo_.erase(keep, undo_.end());
+    for (std::uint64_t ino : unpinned) {
+      if (Inode* inode = table_.Find(ino)) {
+        if (inode->pins) --inode->pins;
+        MaybeFree(inode);
       }
     }
   }
-  durable_cv_.notify_all();
+  return rc;
 }
 
-// ---- Rollback (degraded=fail) ----
-
-bool Filesystem::Undoable() const {
-  return remote_ != nullptr && !options_.degraded_queue && options_.sync_namespace;
-}
-
-void Filesystem::AddUndo(Undo undo) {
-  if (!Undoable()) return;
-  undo.seq = open_seq_;
-  if (undo.replaced) pinned_.insert(undo.replaced);
-  undo_.push_back(std::move(undo));
-}
-
-void Filesystem::ReleaseUndo(std::uint64_t through_seq) {
-  std::vector<std::uint64_t> unpinned;
-  auto keep = std::remove_if(undo_.begin(), undo_.end(), [&](const Undo& u) {
-    if (u.seq > through_seq) return false;
-    if (u.replaced) unpinned.push_back(u.replaced);
-    return true;
-  });
-  undo_.erase(keep, undo_.end());
-  for (std::uint64_t ino : unpinned) {
-    if (auto it = pinned_.find(ino); it != pinned_.end()) pinned_.erase(it);
-    if (Inode* inode = Find(ino)) MaybeFree(inode);
-  }
-}
-
-void Filesystem::ApplyUndo(const Undo& u) {
-  const std::int64_t now = Now();
-  Inode* dir = Find(u.dir);
-  Inode* child = Find(u.ino);
-  if (!dir || !dir->dir) return;
-  auto named = [&](Inode* d, std::string_view name) -> std::uint64_t {
-    auto it = d->dir->by_name.find(name);
-    return it == d->dir->by_name.end() ? 0 : it->second.ino;
-  };
-  switch (u.kind) {
-    case Undo::kUnname: {
-      if (named(dir, u.name) != u.ino) return;  // changed since: leave it
-      if (child && child->dir && !child->dir->by_name.empty()) return;
-      RemoveEntry(dir, u.name);
-      TouchDir(dir, now);
-      if (child) {
-        if (child->dir && dir->nlink > 2) --dir->nlink;
-        DropLink(child);
-        MaybeFree(child);
-      }
-      return;
-    }
-    case Undo::kRename: {
-      Inode* from = Find(u.from_dir);
-      if (!child || !from || !from->dir || named(dir, u.name) != u.ino ||
-          named(from, u.from_name) != 0)
-        return;
-      PutEntry(from, u.from_name, u.ino);
-      Inode* replaced = u.replaced ? Find(u.replaced) : nullptr;
-      if (replaced && !replaced->dir) {
-        PutEntry(dir, u.name, u.replaced);
-        ++replaced->nlink;
-        replaced->ctime = now;
-        Touch(replaced);
-      } else {
-        RemoveEntry(dir, u.name);
-      }
-      if (child->dir && from != dir) {
-        if (dir->nlink > 2) --dir->nlink;
-        ++from->nlink;
-        child->parent = from->ino;
-      }
-      child->ctime = now;
-      Touch(child);
-      TouchDir(dir, now);
-      if (from != dir) TouchDir(from, now);
-      return;
-    }
-  }
+int Filesystem::MaybeWaitNamespace(std::unique_lock<std::mutex>& lock) {
+  if (!options_.sync_namespace) return 0;
+  return WaitDurable(lock);
 }
 
 int Filesystem::FailedEntry(int err, std::uint64_t ino) {
   if (err == 0) return 0;
-  if (Inode* inode = Find(ino)) {
+  if (Inode* inode = table_.Find(ino)) {
     if (inode->lookups > 0) --inode->lookups;
     MaybeFree(inode);
   }
   return err;
 }
 
-void Filesystem::CommitLoop() {
-  std::unique_lock lock(mu_);
-  const auto interval = std::chrono::milliseconds(options_.commit_interval_ms);
-  while (true) {
-    commit_cv_.wait_for(lock, interval, [&] { return commit_requested_ || stopping_; });
-    bool pending = !dirty_inodes_.empty() || !dirty_entries_.empty() ||
-                   !pending_chunks_.empty() || !deleted_chunks_.empty();
-    bool requested = commit_requested_;
-    commit_requested_ = false;
-    if (commit_error_) {
-      durable_cv_.notify_all();
-      if (stopping_) return;
-      continue;
+void Filesystem::AddUndo(Undo undo) {
+  // Only a change that can fail for node reasons, and only when it is to be rolled back.
+  if (!remote_ || options_.degraded_queue || !options_.sync_namespace) return;
+  undo.seq = open_seq_;
+  if (undo.replaced) {
+    if (Inode* r = table_.Find(undo.replaced)) ++r->pins;
+  }
+  undo_.push_back(std::move(undo));
+}
+
+void Filesystem::ApplyUndo(std::uint64_t seq) {
+  std::lock_guard lock(mu_);
+  const std::int64_t now = WallNs();
+  // Newest first; a change made since (by this box) is left alone.
+  for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
+    const Undo& u = *it;
+    if (u.seq != seq) continue;
+    Inode* dir = table_.Find(u.dir);
+    Inode* child = table_.Find(u.ino);
+    if (!dir || !dir->is_dir() || !child) continue;
+    auto named = [&](Inode* d, std::string_view name) {
+      return table_.Lookup(*d, name).value_or(0);
+    };
+    switch (u.kind) {
+      case Undo::kUnname:
+        if (named(dir, u.name) != u.ino) break;
+        if (child->is_dir() && !child->dir->by_name.empty()) break;
+        table_.RemoveLink(dir, u.name);
+        child->ctime = now;
+        Touch(child);
+        TouchDir(dir, now);
+        break;
+      case Undo::kRename: {
+        Inode* from = table_.Find(u.from_dir);
+        if (!from || !from->is_dir() || named(dir, u.name) != u.ino ||
+            named(from, u.from_name) != 0)
+          break;
+        table_.RemoveLink(dir, u.name);
+        table_.AddLink(from, u.from_name, child, Tick());
+        if (Inode* replaced = u.replaced ? table_.Find(u.replaced) : nullptr;
+            replaced && !replaced->is_dir() && !named(dir, u.name)) {
+          table_.AddLink(dir, u.name, replaced, Tick());
+          replaced->ctime = now;
+          Touch(replaced);
+        }
+        child->ctime = now;
+        Touch(child);
+        TouchDir(dir, now);
+        if (from != dir) TouchDir(from, now);
+        break;
+      }
+      case Undo::kExchange: {
+        Inode* from = table_.Find(u.from_dir);
+        Inode* other = table_.Find(u.replaced);
+        if (!from || !other || named(dir, u.name) != u.ino || named(from, u.from_name) != u.replaced)
+          break;
+        table_.RemoveLink(dir, u.name);
+        table_.RemoveLink(from, u.from_name);
+        table_.AddLink(dir, u.name, other, Tick());
+        table_.AddLink(from, u.from_name, child, Tick());
+        Touch(child);
+        Touch(other);
+        TouchDir(dir, now);
+        if (from != dir) TouchDir(from, now);
+        break;
+      }
     }
-    if (pending || requested) CommitOnce(lock);
-    if (stopping_ && !commit_requested_) return;
+  }
+  // The decided batch's records are done; unpin what they held.
+  std::vector<std::uint64_t> unpinned;
+  auto keep = std::remove_if(undo_.begin(), undo_.end(), [&](const Undo& u) {
+    if (u.seq > seq) return false;
+    if (u.replaced) unpinned.push_back(u.replaced);
+    return true;
+  });
+  undo_.erase(keep, undo_.end());
+  for (std::uint64_t ino : unpinned) {
+    if (Inode* inode = table_.Find(ino)) {
+      if (inode->pins) --inode->pins;
+      MaybeFree(inode);
+    }
   }
 }
 
-int Filesystem::WaitDurable(std::unique_lock<std::mutex>& lock, bool local_only) {
-  if (commit_error_) return EIO;
-  const std::uint64_t target = open_seq_;
-  if (!committer_.joinable()) {
-    while (committed_seq_ < target && !commit_error_) CommitOnce(lock);
-  } else {
-    commit_requested_ = true;
-    commit_cv_.notify_one();
-    durable_cv_.wait(lock, [&] { return committed_seq_ >= target || commit_error_ != 0; });
+// ---- Records from the nodes ----
+
+std::size_t Filesystem::ApplyRemote(const std::vector<RemoteRecord>& records) {
+  std::lock_guard lock(mu_);
+  std::size_t applied = 0;
+  bool reindex = false;
+  for (const RemoteRecord& rec : records) {
+    hlc_.Observe(rec.version.hlc);
+    if (rec.kind != RecordIds::Kind::kInode) continue;
+    const std::uint64_t ino = RecordIds::InoOf(rec.id);
+    Applied a;
+    if (rec.tombstone) {
+      a = table_.ApplyDelete(ino, rec.version);
+      if (!a.changed) continue;
+      local_rows_.push_back(Mutation{Table::kInodes, BigEndian64(ino), std::nullopt});
+      Inode* inode = table_.Find(ino);
+      if (inode && inode->opens == 0 && inode->lookups == 0 && inode->pins == 0) {
+        // Deleted by another box, which deleted its chunks on the nodes too: only the local
+        // copies go (no tombstone of this box's).
+        for (const auto& id : inode->chunks) {
+          if (file_data::IsHole(id)) continue;
+          local_rows_.push_back(Mutation{Table::kChunks, std::string(crypto::IdBytes(id)), std::nullopt});
+          chunks_->Forget(id);
+        }
+        dirty_inodes_.erase(ino);
+        table_.Erase(ino);
+      }
+    } else {
+      const Inode* before = table_.Find(ino);
+      std::vector<crypto::ObjectId> old_chunks = before ? before->chunks : std::vector<crypto::ObjectId>{};
+      a = table_.Apply(rec.inode);
+      if (!a.changed) continue;
+      local_rows_.push_back(Mutation{Table::kInodes, BigEndian64(ino), rec.sealed});
+      dirty_inodes_.erase(ino);  // this box's pending version lost to the newer one
+      const Inode* after = table_.Find(ino);
+      for (const auto& id : old_chunks) {
+        if (file_data::IsHole(id) ||
+            std::find(after->chunks.begin(), after->chunks.end(), id) != after->chunks.end())
+          continue;
+        local_rows_.push_back(Mutation{Table::kChunks, std::string(crypto::IdBytes(id)), std::nullopt});
+        chunks_->Forget(id);
+      }
+      for (const InodeLink& l : after->links) {
+        if (!table_.Find(l.parent)) reindex = true;
+      }
+    }
+    ++applied;
   }
-  if (commit_error_) return EIO;
-  if (!local_only && unreplicated_seqs_.count(target)) return kNotDurableErrno;
-  return 0;
+  if (reindex) table_.Reindex();
+  for (const NameConflict& c : table_.TakeConflicts()) {
+    spdlog::warn("name conflict in directory {}: inode {} keeps the name, inode {} does not",
+                 c.dir, c.winner, c.loser);
+  }
+  if (!local_rows_.empty()) pipeline_->Touched();
+  return applied;
 }
 
-int Filesystem::MaybeWaitNamespace(std::unique_lock<std::mutex>& lock, bool nodes) {
-  if (!options_.sync_namespace) return 0;
-  // With storage nodes a create is made durable by the fsync, close or link that follows (the
-  // nodes, not the local disk, are what makes anything durable there): no commit to wait for.
-  if (!nodes && remote_ != nullptr) return 0;
-  return WaitDurable(lock, /*local_only=*/!nodes);
+CatchUpResult Filesystem::CatchUp() {
+  if (!remote_) return {};
+  const proto::FeedCursors from = recovery_->SavedCursors();
+  ChangesRead read = recovery_->ReadChanges(from, [this](const crypto::ObjectId& id)
+                                                      -> std::optional<Version> {
+    if (id == RecordIds::Meta()) return Version{UINT64_MAX, UINT64_MAX};  // written once
+    if (ids_.Classify(id) != RecordIds::Kind::kInode) return std::nullopt;
+    std::lock_guard lock(mu_);
+    const std::uint64_t ino = RecordIds::InoOf(id);
+    if (const Inode* inode = table_.Find(ino)) return inode->version;
+    if (auto d = deleted_inodes_.find(ino); d != deleted_inodes_.end()) return d->second;
+    return std::nullopt;
+  });
+  read.result.applied = ApplyRemote(read.records);
+  if (read.cursors.SerializeAsString() != from.SerializeAsString()) {
+    std::lock_guard lock(mu_);
+    // Saved with the records just applied: one local commit.
+    local_rows_.push_back(Mutation{Table::kMeta, kCursorsKey, read.cursors.SerializeAsString()});
+    pipeline_->Touched();
+  }
+  return read.result;
 }
 
 // ---- Operations ----
 
 #define COFFER_LOCK std::unique_lock lock(mu_)
+#define COFFER_WRITABLE                                       \
+  do {                                                        \
+    if (options_.read_only) return EROFS;                     \
+    if (pipeline_->sticky_error()) return EIO;                \
+  } while (0)
 
 int Filesystem::Lookup(std::uint64_t parent, std::string_view name, struct stat* out) {
   COFFER_LOCK;
-  Inode* dir = Find(parent);
-  if (!dir) return ENOENT;
-  if (!dir->dir) return ENOTDIR;
+  int err = 0;
+  Inode* dir = DirFor(parent, &err);
+  if (err) return err;
   if (name.size() > kNameMax) return ENAMETOOLONG;
   std::uint64_t child_ino;
   if (name == ".") {
     child_ino = parent;
   } else if (name == "..") {
-    child_ino = dir->parent;
+    child_ino = dir->parent();
   } else {
-    auto it = dir->dir->by_name.find(name);
-    if (it == dir->dir->by_name.end()) return ENOENT;
-    child_ino = it->second.ino;
+    auto found = table_.Lookup(*dir, name);
+    if (!found) return ENOENT;
+    child_ino = *found;
   }
-  Inode* child = Find(child_ino);
+  Inode* child = table_.Find(child_ino);
   if (!child) return ENOENT;
   ++child->lookups;
   Stat(*child, out);
@@ -879,15 +712,15 @@ int Filesystem::Lookup(std::uint64_t parent, std::string_view name, struct stat*
 
 void Filesystem::Forget(std::uint64_t ino, std::uint64_t nlookup) {
   COFFER_LOCK;
-  Inode* inode = Find(ino);
+  Inode* inode = table_.Find(ino);
   if (!inode) return;
   inode->lookups -= std::min(inode->lookups, nlookup);
-  MaybeFree(inode);
+  if (!options_.read_only) MaybeFree(inode);
 }
 
 int Filesystem::GetAttr(std::uint64_t ino, struct stat* out) {
   COFFER_LOCK;
-  Inode* inode = Find(ino);
+  Inode* inode = table_.Find(ino);
   if (!inode) return ENOENT;
   Stat(*inode, out);
   return 0;
@@ -895,33 +728,33 @@ int Filesystem::GetAttr(std::uint64_t ino, struct stat* out) {
 
 int Filesystem::SetAttr(std::uint64_t ino, const SetAttrRequest& req, struct stat* out) {
   COFFER_LOCK;
-  if (commit_error_) return EIO;
-  Inode* inode = Find(ino);
+  COFFER_WRITABLE;
+  Inode* inode = table_.Find(ino);
   if (!inode) return ENOENT;
-  const std::int64_t now = Now();
   if (req.size) {
-    if (S_ISDIR(inode->mode)) return EISDIR;
+    if (inode->is_dir()) return EISDIR;
     if (!S_ISREG(inode->mode)) return EINVAL;
-    if (*req.size > kMaxFileSize) return EFBIG;
+    if (*req.size > file_data::kMaxFileSize) return EFBIG;
+    if (!PrepareWrite(lock, ino, *req.size, *req.size)) return ENOENT;
+    inode = table_.Find(ino);
     Truncate(inode, *req.size);
-    inode->mtime = now;
   }
+  const std::int64_t now = WallNs();
+  if (req.size) inode->mtime = now;
   if (req.mode) inode->mode = (inode->mode & S_IFMT) | (*req.mode & 07777);
   if (req.uid) inode->uid = *req.uid;
   if (req.gid) inode->gid = *req.gid;
-  if (req.atime)
-    inode->atime = req.atime->tv_nsec == UTIME_NOW ? now : FromTimespec(*req.atime);
-  if (req.mtime)
-    inode->mtime = req.mtime->tv_nsec == UTIME_NOW ? now : FromTimespec(*req.mtime);
+  if (req.atime) inode->atime = req.atime->tv_nsec == UTIME_NOW ? now : FromTimespec(*req.atime);
+  if (req.mtime) inode->mtime = req.mtime->tv_nsec == UTIME_NOW ? now : FromTimespec(*req.mtime);
   inode->ctime = now;
   Touch(inode);
   Stat(*inode, out);
-  return MaybeWaitNamespace(lock);
+  return 0;  // reaches the nodes within the commit interval (DESIGN.md)
 }
 
 int Filesystem::ReadLink(std::uint64_t ino, std::string* out) {
   COFFER_LOCK;
-  Inode* inode = Find(ino);
+  Inode* inode = table_.Find(ino);
   if (!inode) return ENOENT;
   if (!S_ISLNK(inode->mode)) return EINVAL;
   *out = inode->symlink;
@@ -931,87 +764,93 @@ int Filesystem::ReadLink(std::uint64_t ino, std::string* out) {
 int Filesystem::MkNod(std::uint64_t parent, std::string_view name, mode_t mode, dev_t rdev,
                       const Context& ctx, struct stat* out) {
   COFFER_LOCK;
-  if (commit_error_) return EIO;
-  if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode)) return EPERM;
+  COFFER_WRITABLE;
+  // Devices are stored like FIFOs: a FUSE mount is nodev, so they stay inert.
+  if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) && !S_ISCHR(mode) && !S_ISBLK(mode))
+    return EINVAL;
   Inode* dir = nullptr;
   if (int e = DirForNewEntry(parent, name, &dir)) return e;
   Inode* inode = NewInode((mode & S_IFMT) | (mode & 07777), ctx, dir);
   inode->rdev = static_cast<std::uint32_t>(rdev);
-  PutEntry(dir, name, inode->ino);
+  table_.AddLink(dir, name, inode, inode->version);
   TouchDir(dir, inode->ctime);
   ++inode->lookups;
   Stat(*inode, out);
-  const std::uint64_t ino = inode->ino;
-  return FailedEntry(MaybeWaitNamespace(lock, /*nodes=*/false), ino);
+  return 0;  // a name for no data: made durable with the next operation that waits
 }
 
 int Filesystem::MkDir(std::uint64_t parent, std::string_view name, mode_t mode,
                       const Context& ctx, struct stat* out) {
   COFFER_LOCK;
-  if (commit_error_) return EIO;
+  COFFER_WRITABLE;
   Inode* dir = nullptr;
   if (int e = DirForNewEntry(parent, name, &dir)) return e;
   Inode* inode = NewInode(S_IFDIR | (mode & 07777), ctx, dir);
-  PutEntry(dir, name, inode->ino);
-  ++dir->nlink;
+  table_.AddLink(dir, name, inode, inode->version);
   TouchDir(dir, inode->ctime);
   ++inode->lookups;
   Stat(*inode, out);
   const std::uint64_t ino = inode->ino;
   AddUndo(Undo{Undo::kUnname, 0, dir->ino, std::string(name), ino, 0, {}, 0});
-  return FailedEntry(MaybeWaitNamespace(lock), ino);
+  int rc = MaybeWaitNamespace(lock);
+  if (rc == 0) {
+    if (Inode* d = table_.Find(ino)) Stat(*d, out);
+  }
+  return FailedEntry(rc, ino);
 }
 
 int Filesystem::Unlink(std::uint64_t parent, std::string_view name) {
   COFFER_LOCK;
-  if (commit_error_) return EIO;
-  Inode* dir = Find(parent);
-  if (!dir) return ENOENT;
-  if (!dir->dir) return ENOTDIR;
+  COFFER_WRITABLE;
+  int err = 0;
+  Inode* dir = DirFor(parent, &err);
+  if (err) return err;
   if (name.size() > kNameMax) return ENAMETOOLONG;
-  auto it = dir->dir->by_name.find(name);
-  if (it == dir->dir->by_name.end()) return ENOENT;
-  Inode* child = Find(it->second.ino);
-  if (child && child->dir) return EISDIR;
-  // A failed unlink is not rolled back: the name stays removed here and its tombstone waits in
-  // the outbox. Giving the name back would make Postfix, which removes its tmp file after a
-  // failed delivery and may reuse that name within the same second, bounce the next message
-  // with "File exists"; a removal that a lost box never sent only brings a deleted file back.
-  RemoveEntry(dir, name);
-  TouchDir(dir, Now());
+  auto found = table_.Lookup(*dir, name);
+  if (!found) return ENOENT;
+  Inode* child = table_.Find(*found);
+  if (child && child->is_dir()) return EISDIR;
+  // Applied at once, never fails for node reasons (DESIGN.md): the removal reaches the nodes
+  // within the commit interval or with the next operation that waits.
+  const std::int64_t now = WallNs();
+  table_.RemoveLink(dir, name);
+  TouchDir(dir, now);
   if (child) {
-    DropLink(child);
+    child->ctime = now;
+    Touch(child);
     MaybeFree(child);
   }
-  return MaybeWaitNamespace(lock);
+  return 0;
 }
 
 int Filesystem::RmDir(std::uint64_t parent, std::string_view name) {
   COFFER_LOCK;
-  if (commit_error_) return EIO;
-  Inode* dir = Find(parent);
-  if (!dir) return ENOENT;
-  if (!dir->dir) return ENOTDIR;
+  COFFER_WRITABLE;
+  int err = 0;
+  Inode* dir = DirFor(parent, &err);
+  if (err) return err;
   if (name == ".") return EINVAL;
   if (name == "..") return ENOTEMPTY;
   if (name.size() > kNameMax) return ENAMETOOLONG;
-  auto it = dir->dir->by_name.find(name);
-  if (it == dir->dir->by_name.end()) return ENOENT;
-  Inode* child = Find(it->second.ino);
-  if (!child || !child->dir) return ENOTDIR;
+  auto found = table_.Lookup(*dir, name);
+  if (!found) return ENOENT;
+  Inode* child = table_.Find(*found);
+  if (!child || !child->is_dir()) return ENOTDIR;
   if (!child->dir->by_name.empty()) return ENOTEMPTY;
-  RemoveEntry(dir, name);
-  if (dir->nlink > 2) --dir->nlink;
-  TouchDir(dir, Now());
-  DropLink(child);
+  const std::int64_t now = WallNs();
+  table_.RemoveLink(dir, name);
+  TouchDir(dir, now);
+  child->ctime = now;
+  child->nlink = 0;
+  Touch(child);
   MaybeFree(child);
-  return MaybeWaitNamespace(lock);
+  return 0;
 }
 
 int Filesystem::Symlink(std::string_view target, std::uint64_t parent, std::string_view name,
                         const Context& ctx, struct stat* out) {
   COFFER_LOCK;
-  if (commit_error_) return EIO;
+  COFFER_WRITABLE;
   if (target.empty()) return ENOENT;
   if (target.size() > kSymlinkMax) return ENAMETOOLONG;
   Inode* dir = nullptr;
@@ -1020,83 +859,75 @@ int Filesystem::Symlink(std::string_view target, std::uint64_t parent, std::stri
   inode->mode = S_IFLNK | 0777;  // no setgid inheritance for symlinks
   inode->symlink = std::string(target);
   inode->size = target.size();
-  PutEntry(dir, name, inode->ino);
+  table_.AddLink(dir, name, inode, inode->version);
   TouchDir(dir, inode->ctime);
   ++inode->lookups;
   Stat(*inode, out);
   const std::uint64_t ino = inode->ino;
-  return FailedEntry(MaybeWaitNamespace(lock, /*nodes=*/false), ino);
+  AddUndo(Undo{Undo::kUnname, 0, dir->ino, std::string(name), ino, 0, {}, 0});
+  return FailedEntry(MaybeWaitNamespace(lock), ino);
 }
 
 int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_t new_parent,
                        std::string_view new_name, unsigned flags) {
   COFFER_LOCK;
-  if (commit_error_) return EIO;
+  COFFER_WRITABLE;
   if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return EINVAL;
-  Inode* src_dir = Find(parent);
-  Inode* dst_dir = Find(new_parent);
-  if (!src_dir || !dst_dir) return ENOENT;
-  if (!src_dir->dir || !dst_dir->dir) return ENOTDIR;
+  int err = 0;
+  Inode* src_dir = DirFor(parent, &err);
+  if (err) return err;
+  Inode* dst_dir = DirFor(new_parent, &err);
+  if (err) return err;
   if (name.size() > kNameMax) return ENAMETOOLONG;
   if (int e = CheckName(new_name)) return e;
-  auto sit = src_dir->dir->by_name.find(name);
-  if (sit == src_dir->dir->by_name.end()) return ENOENT;
-  Inode* src = Find(sit->second.ino);
+  auto src_ino = table_.Lookup(*src_dir, name);
+  if (!src_ino) return ENOENT;
+  Inode* src = table_.Find(*src_ino);
   if (!src) return ENOENT;
-  auto dit = dst_dir->dir->by_name.find(new_name);
-  Inode* dst = dit == dst_dir->dir->by_name.end() ? nullptr : Find(dit->second.ino);
+  auto dst_ino = table_.Lookup(*dst_dir, new_name);
+  Inode* dst = dst_ino ? table_.Find(*dst_ino) : nullptr;
   if ((flags & RENAME_NOREPLACE) && dst) return EEXIST;
   if ((flags & RENAME_EXCHANGE) && !dst) return ENOENT;
   if (dst == src) return 0;  // two names of one file: POSIX says do nothing
   // A directory cannot move below itself.
   auto below = [&](Inode* dir, Inode* ancestor) {
-    for (Inode* d = dir; d; d = d->ino == kRootIno ? nullptr : Find(d->parent))
+    for (Inode* d = dir; d; d = d->ino == kRootIno ? nullptr : table_.Find(d->parent()))
       if (d == ancestor) return true;
     return false;
   };
-  if (src->dir && below(dst_dir, src)) return EINVAL;
-  if ((flags & RENAME_EXCHANGE) && dst->dir && below(src_dir, dst)) return EINVAL;
-  const std::int64_t now = Now();
+  if (src->is_dir() && below(dst_dir, src)) return EINVAL;
+  if ((flags & RENAME_EXCHANGE) && dst->is_dir() && below(src_dir, dst)) return EINVAL;
+  const std::int64_t now = WallNs();
   if (flags & RENAME_EXCHANGE) {
-    PutEntry(dst_dir, new_name, src->ino);
-    PutEntry(src_dir, name, dst->ino);
-    if (src_dir != dst_dir) {
-      if (src->dir) {
-        src->parent = dst_dir->ino;
-        ++dst_dir->nlink;
-        --src_dir->nlink;
-      }
-      if (dst->dir) {
-        dst->parent = src_dir->ino;
-        ++src_dir->nlink;
-        --dst_dir->nlink;
-      }
-    }
+    table_.RemoveLink(src_dir, name);
+    table_.RemoveLink(dst_dir, new_name);
+    table_.AddLink(dst_dir, new_name, src, Tick());
+    table_.AddLink(src_dir, name, dst, Tick());
     src->ctime = dst->ctime = now;
     Touch(src);
     Touch(dst);
     TouchDir(src_dir, now);
     if (dst_dir != src_dir) TouchDir(dst_dir, now);
+    AddUndo(Undo{Undo::kExchange, 0, dst_dir->ino, std::string(new_name), src->ino, src_dir->ino,
+                 std::string(name), dst->ino});
     return MaybeWaitNamespace(lock);
   }
   if (dst) {
-    if (src->dir && !dst->dir) return ENOTDIR;
-    if (!src->dir && dst->dir) return EISDIR;
-    if (dst->dir && !dst->dir->by_name.empty()) return ENOTEMPTY;
+    if (src->is_dir() && !dst->is_dir()) return ENOTDIR;
+    if (!src->is_dir() && dst->is_dir()) return EISDIR;
+    if (dst->is_dir() && !dst->dir->by_name.empty()) return ENOTEMPTY;
   }
   AddUndo(Undo{Undo::kRename, 0, dst_dir->ino, std::string(new_name), src->ino, src_dir->ino,
-               std::string(name), dst && !dst->dir ? dst->ino : 0});
+               std::string(name), dst && !dst->is_dir() ? dst->ino : 0});
+  table_.RemoveLink(src_dir, name);
   if (dst) {
-    if (dst->dir && dst_dir->nlink > 2) --dst_dir->nlink;
-    DropLink(dst);
-  }
-  PutEntry(dst_dir, new_name, src->ino);  // an existing name keeps its readdir cookie
-  RemoveEntry(src_dir, name);
-  if (src->dir && src_dir != dst_dir) {
-    if (src_dir->nlink > 2) --src_dir->nlink;
-    ++dst_dir->nlink;
-    src->parent = dst_dir->ino;
+    table_.ReplaceLink(dst_dir, new_name, src, Tick());  // the name keeps its readdir cookie
+    dst->ctime = now;
+    if (dst->is_dir()) dst->nlink = 0;
+    Touch(dst);
+  } else {
+    table_.AddLink(dst_dir, new_name, src, Tick());
   }
   src->ctime = now;
   Touch(src);
@@ -1109,21 +940,21 @@ int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_
 int Filesystem::Link(std::uint64_t ino, std::uint64_t new_parent, std::string_view new_name,
                      struct stat* out) {
   COFFER_LOCK;
-  if (commit_error_) return EIO;
-  Inode* inode = Find(ino);
-  Inode* dir = Find(new_parent);
-  if (!inode || !dir) return ENOENT;
-  if (!dir->dir) return ENOTDIR;
-  if (inode->dir) return EPERM;
+  COFFER_WRITABLE;
+  Inode* inode = table_.Find(ino);
+  int err = 0;
+  Inode* dir = DirFor(new_parent, &err);
+  if (!inode) return ENOENT;
+  if (err) return err;
+  if (inode->is_dir()) return EPERM;
   if (int e = CheckName(new_name)) return e;
-  if (dir->dir->by_name.count(new_name)) return EEXIST;
-  if (inode->nlink == 0) return ENOENT;
+  if (table_.Lookup(*dir, new_name)) return EEXIST;
+  if (inode->links.empty()) return ENOENT;
   if (inode->nlink >= 65000) return EMLINK;
-  ++inode->nlink;
-  const std::int64_t now = Now();
+  const std::int64_t now = WallNs();
+  table_.AddLink(dir, new_name, inode, Tick());
   inode->ctime = now;
   Touch(inode);
-  PutEntry(dir, new_name, inode->ino);
   TouchDir(dir, now);
   ++inode->lookups;
   Stat(*inode, out);
@@ -1134,33 +965,37 @@ int Filesystem::Link(std::uint64_t ino, std::uint64_t new_parent, std::string_vi
 int Filesystem::Create(std::uint64_t parent, std::string_view name, mode_t mode, int flags,
                        const Context& ctx, struct stat* out, std::uint64_t* fh) {
   COFFER_LOCK;
-  if (commit_error_) return EIO;
+  COFFER_WRITABLE;
   Inode* dir = nullptr;
   if (int e = DirForNewEntry(parent, name, &dir)) return e;
   Inode* inode = NewInode(S_IFREG | (mode & 07777), ctx, dir);
-  PutEntry(dir, name, inode->ino);
+  table_.AddLink(dir, name, inode, inode->version);
   TouchDir(dir, inode->ctime);
   ++inode->lookups;
   ++inode->opens;
   *fh = next_fh_++;
   handles_[*fh] = Handle{inode->ino, flags};
   Stat(*inode, out);
-  const std::uint64_t ino = inode->ino;
-  int rc = MaybeWaitNamespace(lock, /*nodes=*/false);
-  if (rc != 0) {
-    handles_.erase(*fh);
-    if (Inode* created = Find(ino); created && created->opens > 0) --created->opens;
-    return FailedEntry(rc, ino);
-  }
+  // Not waited for: the fsync, close or link that follows makes the file durable, so that a
+  // delivery agent never sees open(O_CREAT) fail because nodes are down.
   return 0;
 }
 
 int Filesystem::Open(std::uint64_t ino, int flags, std::uint64_t* fh) {
   COFFER_LOCK;
-  Inode* inode = Find(ino);
+  Inode* inode = table_.Find(ino);
   if (!inode) return ENOENT;
-  if (inode->dir) return EISDIR;
+  if (inode->is_dir()) return EISDIR;
   if (S_ISLNK(inode->mode)) return ELOOP;
+  if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && S_ISREG(inode->mode)) {
+    COFFER_WRITABLE;
+    if (inode->size != 0 || !inode->chunks.empty() || !inode->dirty.empty()) {
+      Truncate(inode, 0);
+    }
+    // open(2) with O_TRUNC sets mtime and ctime even when the file was empty.
+    inode->mtime = inode->ctime = WallNs();
+    Touch(inode);
+  }
   ++inode->opens;
   *fh = next_fh_++;
   handles_[*fh] = Handle{ino, flags};
@@ -1169,35 +1004,16 @@ int Filesystem::Open(std::uint64_t ino, int flags, std::uint64_t* fh) {
 
 int Filesystem::Read(std::uint64_t ino, std::uint64_t /*fh*/, std::uint64_t offset,
                      std::size_t size, std::string* out) {
-  COFFER_LOCK;
-  out->clear();
-  Inode* inode = Find(ino);
-  if (!inode) return ENOENT;
-  if (inode->dir) return EISDIR;
-  if (offset >= inode->size || size == 0) return 0;
-  const std::uint64_t end = std::min<std::uint64_t>(offset + size, inode->size);
-  const std::uint64_t c = chunk_size_;
-  out->reserve(end - offset);
-  for (std::uint64_t idx = offset / c; idx * c < end; ++idx) {
-    const std::uint64_t cstart = idx * c;
-    const std::uint64_t a = std::max(offset, cstart) - cstart;
-    const std::uint64_t b = std::min(end, cstart + c) - cstart;
-    std::string loaded;
-    const std::string* data = nullptr;
-    if (auto it = inode->dirty.find(idx); it != inode->dirty.end()) {
-      data = &it->second;
-    } else if (idx < inode->chunks.size() && !IsZero(inode->chunks[idx])) {
-      const crypto::ObjectId id = inode->chunks[idx];  // a copy: the vector may change
-      loaded = LoadChunk(id, &lock);                   // releases mu_ meanwhile
-      data = &loaded;
-      inode = Find(ino);  // still there: this open file holds it
-      if (!inode) return EIO;
-    }
-    std::uint64_t have = data ? std::min<std::uint64_t>(data->size(), b) : 0;
-    if (have > a) out->append(*data, a, have - a);
-    std::uint64_t filled = std::max(have, a);
-    if (b > filled) out->append(b - filled, '\0');
+  std::vector<file_data::Piece> pieces;
+  {
+    COFFER_LOCK;
+    Inode* inode = table_.Find(ino);
+    if (!inode) return ENOENT;
+    if (inode->is_dir()) return EISDIR;
+    pieces = file_data::PlanRead(*inode, chunk_size_, offset, size);
   }
+  // Chunks are immutable: read (maybe from the nodes) and opened without the lock.
+  *out = file_data::Assemble(pieces, [this](const crypto::ObjectId& id) { return chunks_->Read(id); });
   return 0;
 }
 
@@ -1205,50 +1021,50 @@ int Filesystem::Write(std::uint64_t ino, std::uint64_t fh, std::uint64_t offset,
                       std::string_view data, std::size_t* written) {
   COFFER_LOCK;
   *written = 0;
-  if (commit_error_) return EIO;
-  Inode* inode = Find(ino);
+  COFFER_WRITABLE;
+  Inode* inode = table_.Find(ino);
   if (!inode) return ENOENT;
   if (!S_ISREG(inode->mode)) return EINVAL;
   auto handle = handles_.find(fh);
   if (handle != handles_.end() && (handle->second.flags & O_APPEND)) offset = inode->size;
   if (data.empty()) return 0;
   const std::uint64_t end = offset + data.size();
-  if (end > kMaxFileSize || end < offset) return EFBIG;
-  const std::uint64_t c = chunk_size_;
-  if (end > inode->size) {
-    inode->chunks.resize((end + c - 1) / c);
+  if (end > file_data::kMaxFileSize || end < offset) return EFBIG;
+  if (!PrepareWrite(lock, ino, offset, end)) return ENOENT;
+  inode = table_.Find(ino);
+  if (handle = handles_.find(fh); handle != handles_.end() && (handle->second.flags & O_APPEND) &&
+                                  offset != inode->size) {
+    return Write(ino, fh, inode->size, data, written);  // the file grew while loading
   }
-  std::vector<std::uint64_t> full;
-  for (std::uint64_t idx = offset / c; idx * c < end; ++idx) {
-    const std::uint64_t cstart = idx * c;
-    const std::uint64_t from = std::max(offset, cstart);
-    const std::uint64_t to = std::min(end, cstart + c);
-    std::string& buf = DirtyChunk(inode, idx);
-    if (buf.size() < to - cstart) buf.resize(to - cstart, '\0');
-    std::memcpy(buf.data() + (from - cstart), data.data() + (from - offset), to - from);
-    if (buf.size() == c) full.push_back(idx);
-  }
-  inode->size = std::max(inode->size, end);
-  inode->mtime = inode->ctime = Now();
+  const std::vector<std::uint64_t> full = file_data::Write(inode, chunk_size_, offset, data);
+  pending_bytes_ += data.size();
+  inode->mtime = inode->ctime = WallNs();
   Touch(inode);
-  for (std::uint64_t idx : full) SealChunk(inode, idx);
-  if (inode->dirty.size() > 16) SealAll(inode);
+  for (std::uint64_t idx : full) FreezeChunk(inode, idx);
+  if (inode->dirty.size() > 16) FreezeAll(inode);
   *written = data.size();
   if (handle != handles_.end()) handle->second.written = true;
-  if (pending_bytes_ > options_.max_pending_bytes) return WaitDurable(lock, /*local_only=*/true);
+  if (pending_bytes_ > options_.max_pending_bytes) {
+    // Bounded memory: wait until what is open now is committed locally.
+    const std::uint64_t seq = open_seq_;
+    lock.unlock();
+    const int rc = pipeline_->WaitLocal(seq);
+    lock.lock();
+    return rc;
+  }
   return 0;
 }
 
 int Filesystem::Flush(std::uint64_t ino, std::uint64_t fh) {
   COFFER_LOCK;
-  Inode* inode = Find(ino);
+  Inode* inode = table_.Find(ino);
   if (!inode) return 0;
-  SealAll(inode);
-  if (commit_error_) return EIO;
+  FreezeAll(inode);
+  if (pipeline_->sticky_error()) return EIO;
   // With storage nodes, close() of a written file is a durability point (DESIGN.md).
   auto handle = handles_.find(fh);
-  if (remote_ == nullptr || handle == handles_.end() || !handle->second.written) return 0;
-  int rc = WaitDurable(lock);
+  if (!remote_ || handle == handles_.end() || !handle->second.written) return 0;
+  const int rc = WaitDurable(lock);
   if (rc == 0) {
     if (auto h = handles_.find(fh); h != handles_.end()) h->second.written = false;
   }
@@ -1258,18 +1074,19 @@ int Filesystem::Flush(std::uint64_t ino, std::uint64_t fh) {
 int Filesystem::Release(std::uint64_t ino, std::uint64_t fh) {
   COFFER_LOCK;
   handles_.erase(fh);
-  Inode* inode = Find(ino);
+  Inode* inode = table_.Find(ino);
   if (!inode) return 0;
-  SealAll(inode);
+  FreezeAll(inode);
   if (inode->opens > 0) --inode->opens;
-  MaybeFree(inode);
+  if (!options_.read_only) MaybeFree(inode);
   return 0;
 }
 
 int Filesystem::Fsync(std::uint64_t ino, bool /*datasync*/) {
   COFFER_LOCK;
-  if (Inode* inode = Find(ino)) SealAll(inode);
-  int rc = WaitDurable(lock);
+  if (Inode* inode = table_.Find(ino)) FreezeAll(inode);
+  if (options_.read_only) return 0;
+  const int rc = WaitDurable(lock);
   if (rc == 0) {
     for (auto& [fh, h] : handles_)
       if (h.ino == ino) h.written = false;
@@ -1279,28 +1096,27 @@ int Filesystem::Fsync(std::uint64_t ino, bool /*datasync*/) {
 
 int Filesystem::OpenDir(std::uint64_t ino, std::uint64_t* fh) {
   COFFER_LOCK;
-  Inode* inode = Find(ino);
-  if (!inode) return ENOENT;
-  if (!inode->dir) return ENOTDIR;
+  int err = 0;
+  DirFor(ino, &err);
   *fh = 0;
-  return 0;
+  return err;
 }
 
 int Filesystem::ReadDir(std::uint64_t ino, std::uint64_t offset,
                         const std::function<bool(const DirEntryOut&)>& emit) {
   COFFER_LOCK;
-  Inode* inode = Find(ino);
-  if (!inode) return ENOENT;
-  if (!inode->dir) return ENOTDIR;
+  int err = 0;
+  Inode* inode = DirFor(ino, &err);
+  if (err) return err;
   if (offset < 1 && !emit(DirEntryOut{".", ino, S_IFDIR, 1})) return 0;
-  if (offset < 2 && !emit(DirEntryOut{"..", inode->parent, S_IFDIR, 2})) return 0;
+  if (offset < 2 && !emit(DirEntryOut{"..", inode->parent(), S_IFDIR, 2})) return 0;
   const Dir& d = *inode->dir;
   for (auto it = d.by_cookie.upper_bound(std::max<std::uint64_t>(offset, 2));
        it != d.by_cookie.end(); ++it) {
     auto slot = d.by_name.find(it->second);
     if (slot == d.by_name.end()) continue;
-    const Inode* child = Find(slot->second.ino);
-    mode_t type = child ? (child->mode & S_IFMT) : S_IFREG;
+    const Inode* child = table_.Find(slot->second.ino);
+    const mode_t type = child ? (child->mode & S_IFMT) : S_IFREG;
     if (!emit(DirEntryOut{it->second, slot->second.ino, type, it->first})) break;
   }
   return 0;
@@ -1310,6 +1126,7 @@ int Filesystem::ReleaseDir(std::uint64_t /*ino*/, std::uint64_t /*fh*/) { return
 
 int Filesystem::FsyncDir(std::uint64_t /*ino*/) {
   COFFER_LOCK;
+  if (options_.read_only) return 0;
   return WaitDurable(lock);
 }
 
@@ -1318,368 +1135,124 @@ int Filesystem::StatFs(struct statvfs* out) {
   if (!options_.statfs_path.empty() && ::statvfs(options_.statfs_path.c_str(), out) != 0)
     return errno;
   COFFER_LOCK;
-  if (out->f_bsize == 0) {
-    out->f_bsize = out->f_frsize = 4096;
-  }
-  out->f_files = out->f_ffree + inodes_.size();
-  if (out->f_ffree == 0) {
-    out->f_ffree = out->f_favail = std::uint64_t{1} << 32;
-    out->f_files = out->f_ffree + inodes_.size();
-  }
+  if (out->f_bsize == 0) out->f_bsize = out->f_frsize = 4096;
+  if (out->f_ffree == 0) out->f_ffree = out->f_favail = std::uint64_t{1} << 32;
+  out->f_files = out->f_ffree + table_.size();
   out->f_namemax = kNameMax;
   out->f_flag = 0;
   return 0;
 }
 
-// ---- Storage nodes: rebuild, verify, status ----
-
-bool Filesystem::RebuildFromNodes(Remote* remote) {
-  spdlog::info("the state directory holds no store: looking for one on the storage nodes");
-  const auto started = std::chrono::steady_clock::now();
-  // Records with a live claim somewhere: what the rebuild resolves. An id every node lists as a
-  // tombstone has nothing to restore; one claim of a live version is enough to ask (a claimed
-  // tombstone over it is believed only once authenticated).
-  std::vector<replicator::Listed> records;
-  std::optional<replicator::Listed> meta_listed;
-  std::uint64_t max_hlc = 0, max_ino = 0, listed = 0, chunks = 0, tombstones = 0;
-  replicator::ListSummary summary = remote->ListAll([&](replicator::Listed&& e) {
-    ++listed;
-    // Claims beyond the clock skew were refused while listing; the others cannot push this
-    // box's clock further than that.
-    if (!e.newest().refused) max_hlc = std::max(max_hlc, e.newest().version.hlc);
-    IdClass c = Classify(e.id);  // a keyed tag: a node cannot make up a record id
-    if (c == IdClass::kInode) max_ino = std::max(max_ino, FromBigEndian64(IdBytes(e.id)));
-    const bool any_live =
-        std::any_of(e.claims.begin(), e.claims.end(),
-                    [](const replicator::Claim& k) { return !k.tombstone && !k.refused; });
-    if (!any_live) {
-      ++tombstones;
-      return;
-    }
-    switch (c) {
-      case IdClass::kMeta: meta_listed = std::move(e); break;
-      case IdClass::kInode: case IdClass::kDirent: records.push_back(std::move(e)); break;
-      case IdClass::kChunk: ++chunks; break;
-    }
-  });
-  const std::size_t nodes = summary.nodes(), answered = summary.answered_count();
-  const std::size_t write_quorum = remote->write_quorum();
-  spdlog::info("rebuild: {} of {} nodes listed: {} objects ({} records, {} chunks, {} deleted)",
-               answered, nodes, listed, records.size() + (meta_listed ? 1 : 0), chunks,
-               tombstones);
-  // An acknowledged object is on W nodes: listing all but W-1 of them sees every one.
-  const std::size_t needed = nodes - std::min(nodes, write_quorum) + 1;
-  if (!meta_listed) {
-    if (answered == nodes && listed == 0) {
-      spdlog::info("the storage nodes hold no store: initialising a new one");
-      return false;
-    }
-    if (answered < nodes)
-      throw Error(EAGAIN, "the state directory is empty and only " + std::to_string(answered) +
-                              " of " + std::to_string(nodes) +
-                              " storage nodes answered: refusing to start a new store that could "
-                              "hide an existing one; try again when the nodes are up");
-    throw Error(EBADMSG, "the storage nodes hold objects but no store meta record (or one made "
-                         "with another key): refusing to start a new store over them");
-  }
-  if (answered < needed)
-    throw Error(EAGAIN, "rebuild needs " + std::to_string(needed) + " of " +
-                            std::to_string(nodes) + " storage nodes to see every "
-                            "acknowledged change, only " + std::to_string(answered) +
-                            " answered");
-  // The store meta first: if no node has one this key opens, the store is another key's.
-  Remote::Resolved meta_resolved = remote->ResolveMany({*meta_listed}, {}).front();
-  if (meta_resolved.state != Remote::Resolved::kLive) {
-    if (meta_resolved.state == Remote::Resolved::kUnbacked && answered == nodes)
-      throw Error(EACCES, "the store on the storage nodes was made with another key: no node "
-                          "holds a store meta record this key (" + fingerprint_ +
-                          ") authenticates");
-    throw Error(EAGAIN, "the store meta record could not be fetched: " + meta_resolved.error);
-  }
-  auto progress = [&](std::size_t done, std::size_t total) {
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
-                            .count();
-    spdlog::info("rebuild: fetched {} of {} records ({:.1f} s)", done, total, secs);
-  };
-  // Every record at the newest version a node backs with an authenticated copy: a replica that
-  // missed later writes does not count, and neither does a node that lists what it cannot back.
-  auto resolve_all = [&] {
-    std::vector<Remote::Resolved> out = remote->ResolveMany(records, progress);
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      if (out[i].state == Remote::Resolved::kUnavailable)
-        throw Error(EAGAIN, "no storage node served " + out[i].error);
-    }
-    return out;
-  };
-  std::vector<Remote::Resolved> fetched;
-  try {
-    fetched = resolve_all();
-  } catch (const Error& e) {
-    if (e.err() != EAGAIN) throw;
-    spdlog::warn("rebuild: {}; running a scrub to bring every replica to the newest version, "
-                 "then fetching again",
-                 e.what());
-    spdlog::info("rebuild: scrub: {}", remote->Converge());
-    fetched = resolve_all();
-  }
-  Batch batch;
-  std::uint64_t inodes = 0, entries = 0, dropped = 0, deleted = 0, unbacked = 0;
-  auto flush = [&] {
-    if (batch.empty()) return;
-    store_->Commit(batch);
-    batch.clear();
-  };
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    const Remote::Resolved& r = fetched[i];
-    if (r.state == Remote::Resolved::kTombstone) {
-      ++deleted;
-      continue;
-    }
-    if (r.state != Remote::Resolved::kLive) {
-      ++unbacked;
-      continue;
-    }
-    const crypto::ObjectId& id = records[i].id;
-    const std::string& sealed = r.sealed;
-    switch (Classify(id)) {
-      case IdClass::kInode: {
-        auto plain = crypto::Open(keys_, crypto::ObjectKind::kInodeRecord, id, sealed);
-        proto::InodeRecord rec;
-        if (!plain || !rec.ParseFromString(*plain) || InodeId(rec.ino()) != id) {
-          ++dropped;
-          continue;
-        }
-        batch.push_back(Mutation{Table::kInodes, BigEndian64(rec.ino()), sealed, std::nullopt});
-        ++inodes;
-        break;
-      }
-      case IdClass::kDirent: {
-        auto plain = crypto::Open(keys_, crypto::ObjectKind::kDirEntry, id, sealed);
-        proto::DirEntry rec;
-        if (!plain || !rec.ParseFromString(*plain) || DirentId(rec.parent(), rec.name()) != id) {
-          ++dropped;
-          continue;
-        }
-        batch.push_back(Mutation{Table::kDirents, DirentKey(rec.parent(), rec.name()), sealed,
-                                 std::nullopt});
-        ++entries;
-        break;
-      }
-      default:
-        break;
-    }
-    if (batch.size() >= 4096) flush();
-  }
-  auto meta_plain = crypto::Open(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{},
-                                 meta_resolved.sealed);
-  proto::StoreMeta meta;
-  if (!meta_plain) {
-    throw Error(EACCES, "the store on the storage nodes was made with another key (this key " +
-                            fingerprint_ + ")");
-  }
-  if (!meta.ParseFromString(*meta_plain)) throw Error(EBADMSG, "store meta record of an unknown format");
-  if (dropped) spdlog::warn("rebuild: {} records failed authentication and were left out", dropped);
-  if (unbacked)
-    spdlog::warn("rebuild: {} records were listed but no node served an authenticated copy of "
-                 "any version listed: left out (see the lying or corrupt nodes above)",
-                 unbacked);
-  // This box gets its own id (the tie-breaker of versions); the store meta on the nodes stays.
-  std::uint64_t new_box = 0;
-  crypto::primitives::RandomBytes(reinterpret_cast<unsigned char*>(&new_box), sizeof new_box);
-  const std::uint64_t old_box = meta.box_id();
-  meta.set_box_id(new_box);
-  batch.push_back(Mutation{Table::kMeta, "hlc", BigEndian64(max_hlc), std::nullopt});
-  batch.push_back(Mutation{Table::kMeta, "next_ino", BigEndian64(max_ino + 1), std::nullopt});
-  batch.push_back(Mutation{Table::kMeta, "fingerprint", fingerprint_, std::nullopt});
-  flush();
-  // The meta record last: a rebuild cut short leaves no meta, and the next mount starts over.
-  store_->Commit({Mutation{Table::kMeta, "meta",
-                           crypto::Seal(keys_, crypto::ObjectKind::kStoreMeta, crypto::ObjectId{},
-                                        keys_.current_epoch(), crypto::ObjectVersion{1, new_box},
-                                        meta.SerializeAsString()),
-                           std::nullopt}});
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  spdlog::info("rebuild: index rebuilt from the storage nodes in {:.1f} s: {} inodes, {} "
-               "directory entries ({} records deleted since listed ones); {} chunks stay on the "
-               "nodes until read (box id {:016x} replaces {:016x})",
-               secs, inodes, entries, deleted, chunks, new_box, old_box);
-  return true;
-}
+// ---- Storage nodes: verify, scrub, status ----
 
 VerifyReport Filesystem::Verify() {
-  VerifyReport report;
   if (!remote_) throw Error(ENOTSUP, "verify needs storage nodes (this mount is local only)");
-  struct Expect {
-    std::uint64_t hlc;
-    bool chunk;
-    std::string what;
-  };
-  std::map<crypto::ObjectId, Expect> expected;
+  std::map<crypto::ObjectId, Expected> expected;
+  std::uint64_t seq;
   {
-    std::unique_lock lock(mu_);
+    std::lock_guard lock(mu_);
     // Commit what is pending so that the comparison is with a settled tree.
-    for (auto& [ino, inode] : inodes_) SealAll(inode.get());
-    WaitDurable(lock, /*local_only=*/true);
-    expected[crypto::ObjectId{}] = Expect{1, false, "store meta"};
-    for (const auto& [ino, inode] : inodes_) {
-      expected[InodeId(ino)] = Expect{inode->hlc, false, "inode " + std::to_string(ino)};
-      for (std::size_t i = 0; i < inode->chunks.size(); ++i) {
-        if (!IsZero(inode->chunks[i]))
-          expected[inode->chunks[i]] =
-              Expect{0, true, "chunk " + std::to_string(i) + " of inode " + std::to_string(ino)};
-      }
-      if (inode->dir) {
-        for (const auto& [name, slot] : inode->dir->by_name)
-          expected[DirentId(ino, name)] =
-              Expect{slot.hlc, false, "entry '" + name + "' of inode " + std::to_string(ino)};
-      }
-    }
+    table_.ForEach([&](Inode& inode) { FreezeAll(&inode); });
+    seq = open_seq_;
   }
-  report.objects = expected.size();
-  const std::size_t write_quorum = remote_->write_quorum();
-  std::set<crypto::ObjectId> seen;
-  auto problem = [&](std::string text) {
-    if (report.problems.size() < 20) report.problems.push_back(std::move(text));
-  };
-  // Claims that disagree with the tree are checked against authenticated copies afterwards:
-  // a node's claim alone proves nothing (it may lie, DESIGN.md "Versions").
-  std::vector<replicator::Listed> to_check;
-  std::vector<const Expect*> to_check_expect;  // nullptr: a record the tree does not have
-  replicator::ListSummary summary = remote_->ListAll([&](replicator::Listed&& e) {
-    auto it = expected.find(e.id);
-    if (it == expected.end()) {
-      const bool any_live =
-          std::any_of(e.claims.begin(), e.claims.end(),
-                      [](const replicator::Claim& c) { return !c.tombstone && !c.refused; });
-      if (any_live && Classify(e.id) != IdClass::kChunk && !remote_->InOutbox(e.id)) {
-        to_check.push_back(std::move(e));
-        to_check_expect.push_back(nullptr);
+  pipeline_->WaitLocal(seq);
+  {
+    std::lock_guard lock(mu_);
+    std::uint64_t meta_hlc = 1;
+    if (auto m = local_->Get(Table::kMeta, kMetaKey)) {
+      auto info = crypto::Inspect(*m);
+      // A rebuilt box re-seals its local copy as its own; the nodes keep the store's.
+      if (info && info->version && info->version->box_id == box_id_) meta_hlc = info->version->hlc;
+    }
+    expected[RecordIds::Meta()] = Expected{meta_hlc, false, "store meta"};
+    table_.ForEach([&](Inode& inode) {
+      expected[ids_.Inode(inode.ino)] =
+          Expected{inode.version.hlc, false, "inode " + std::to_string(inode.ino)};
+      for (std::size_t i = 0; i < inode.chunks.size(); ++i) {
+        if (!file_data::IsHole(inode.chunks[i]))
+          expected[inode.chunks[i]] = Expected{
+              0, true, "chunk " + std::to_string(i) + " of inode " + std::to_string(inode.ino)};
       }
-      return;
-    }
-    seen.insert(e.id);
-    const Expect& x = it->second;
-    if (remote_->InOutbox(e.id)) {
-      ++report.pending;
-      return;
-    }
-    // Holders of this tree's version (chunks: any version, with the same bytes as here).
-    std::optional<std::string> local_digest;
-    if (x.chunk) {
-      if (auto local = remote_->GetLocal(Table::kChunks, IdBytes(e.id)))
-        local_digest = remote_->Digest(*local);
-    }
-    std::size_t holders = 0;
-    bool newer = false, differs = false;
-    for (const replicator::Claim& c : e.claims) {
-      if (x.chunk) {
-        if (c.tombstone) {
-          newer = true;
-        } else if (local_digest && c.digest != *local_digest) {
-          differs = true;
-        } else {
-          ++holders;
-        }
-      } else if (c.version.hlc == x.hlc && !c.tombstone) {
-        ++holders;
-      } else if (c.version.hlc > x.hlc || c.tombstone) {
-        newer = true;
-      }
-    }
-    if (newer) {
-      to_check.push_back(std::move(e));
-      to_check_expect.push_back(&x);
-      return;
-    }
-    if (differs) {
-      ++report.corrupt;
-      problem(x.what + ": a node's copy differs from this box's");
-      return;
-    }
-    if (holders < write_quorum) {
-      ++report.under_quorum;
-      problem(x.what + ": on " + std::to_string(holders) + " nodes, fewer than W=" +
-              std::to_string(write_quorum));
-      return;
-    }
-    ++report.ok;
-  });
-  // Resolve what disagrees: only an authenticated newer version or tombstone makes the tree
-  // stale, and only an authenticated live record the tree lacks is extra.
-  std::vector<Remote::Resolved> resolved = remote_->ResolveMany(to_check, {});
-  for (std::size_t i = 0; i < to_check.size(); ++i) {
-    const Expect* x = to_check_expect[i];
-    const Remote::Resolved& r = resolved[i];
-    const std::string what = x ? x->what : "record " + crypto::ToHex(to_check[i].id);
-    if (r.state == Remote::Resolved::kUnavailable) {
-      ++report.unchecked;
-      problem(what + ": could not be checked: " + r.error);
-      continue;
-    }
-    if (!x) {
-      if (r.state == Remote::Resolved::kLive) {
-        ++report.extra;
-        problem("the nodes hold a live " + what + " that this tree does not have");
-      }
-      continue;
-    }
-    if (r.state == Remote::Resolved::kLive && (x->chunk || r.version.hlc == x->hlc)) {
-      // The newer claims were not backed (counted against their nodes); the tree's version is
-      // the newest authenticated one.
-      std::size_t holders = 0;
-      for (const auto& c : to_check[i].claims)
-        if (!c.tombstone && (x->chunk || c.version.hlc == x->hlc)) ++holders;
-      if (holders < write_quorum) {
-        ++report.under_quorum;
-        problem(what + ": on " + std::to_string(holders) + " nodes, fewer than W=" +
-                std::to_string(write_quorum));
-      } else {
-        ++report.ok;
-      }
-      continue;
-    }
-    ++report.stale;
-    problem(what + ": the nodes hold " +
-            (r.state == Remote::Resolved::kTombstone ? std::string("an authenticated tombstone")
-                                                      : "an authenticated newer version"));
+    });
   }
-  report.nodes = summary.nodes();
-  report.answered = summary.answered_count();
-  if (report.answered < report.nodes)
-    problem(std::to_string(report.nodes - report.answered) + " storage nodes did not answer");
-  for (const auto& [id, x] : expected) {
-    if (seen.count(id)) continue;
-    if (remote_->InOutbox(id)) {
-      ++report.pending;
-      continue;
-    }
-    ++report.missing;
-    problem(x.what + ": on no storage node");
-  }
-  for (const auto& [node, trust] : remote_->Trust()) {
-    if (trust.lies == 0) continue;
-    report.liars.push_back(node);
-    problem("node " + node + " LIED " + std::to_string(trust.lies) +
-            " times (forged or rolled-back versions): nothing it says is believed without "
-            "authentication");
-  }
-  return report;
+  return recovery_->Verify(expected,
+                           [this](const crypto::ObjectId& id) { return pipeline_->InOutbox(id); });
+}
+
+replicator::ScrubReport Filesystem::Scrub() {
+  if (!remote_) throw Error(ENOTSUP, "scrub needs storage nodes (this mount is local only)");
+  return maintenance_ ? maintenance_->ScrubNow() : remote_->Scrub({}, !options_.read_only);
 }
 
 std::string Filesystem::StatusLine() {
   if (!remote_) return "replicated=no";
-  return remote_->StatusLine();
+  const PipelineStatus p = pipeline_->status();
+  const ChunkCacheStatus c = chunks_->status();
+  auto pings = remote_->PingAll(std::chrono::milliseconds(1000));
+  const auto trust = remote_->stats().nodes;
+  const auto nodes = remote_->node_ids();
+  std::size_t up = 0, liars = 0;
+  std::string node_fields;
+  for (std::size_t i = 0; i < pings.size() && i < nodes.size(); ++i) {
+    // Replies that failed authentication: lies (forged or rolled-back versions), copies that
+    // did not authenticate at all, claims too far in the future.
+    if (i < trust.size()) {
+      node_fields += " lies." + nodes[i] + "=" + std::to_string(trust[i].lies) + " corrupt." +
+                     nodes[i] + "=" + std::to_string(trust[i].corrupt) + " future." + nodes[i] +
+                     "=" + std::to_string(trust[i].future);
+      if (trust[i].lies > 0) ++liars;
+    }
+    node_fields += " node." + nodes[i] + "=";
+    if (pings[i]) {
+      ++up;
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "up/%.3fms", static_cast<double>(pings[i]->count()) / 1000);
+      node_fields += buf;
+    } else {
+      node_fields += "down";
+    }
+  }
+  const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+  const std::int64_t age = p.oldest_ms == 0 ? 0 : std::max<std::int64_t>(0, (now_ms - p.oldest_ms) / 1000);
+  const MaintenanceStatus m = maintenance_ ? maintenance_->status() : MaintenanceStatus{};
+  std::string s = "replicated=yes nodes=" + std::to_string(nodes.size()) +
+                  " nodes_up=" + std::to_string(up) + " liars=" + std::to_string(liars) +
+                  " R=" + std::to_string(remote_->replicas()) +
+                  " W=" + std::to_string(remote_->write_quorum()) +
+                  " degraded=" + (options_.degraded_queue ? "queue" : "fail") +
+                  " state=" + (p.outbox_failed == 0 ? "healthy" : "DEGRADED") +
+                  " outbox=" + std::to_string(p.outbox) +
+                  " outbox_failed=" + std::to_string(p.outbox_failed) +
+                  " outbox_age_s=" + std::to_string(age) +
+                  " cache_bytes=" + std::to_string(c.bytes) +
+                  " cache_limit=" + std::to_string(c.limit) +
+                  " cached_chunks=" + std::to_string(c.chunks) +
+                  " evicted=" + std::to_string(c.evicted) +
+                  " fetched=" + std::to_string(c.fetched) +
+                  " under_replicated=" + std::to_string(p.outbox + m.last_scrub.unreachable) +
+                  " last_scrub_unix=" + std::to_string(m.last_scrub_unix) +
+                  " scrubbing=" + (m.scrubbing ? "yes" : "no") +
+                  " scrub_checked=" + std::to_string(m.last_scrub.checked) +
+                  " scrub_repaired=" + std::to_string(m.last_scrub.repaired) +
+                  " scrub_collected=" + std::to_string(m.last_scrub.collected) +
+                  " scrub_unreachable=" + std::to_string(m.last_scrub.unreachable) +
+                  " scrub_unrecoverable=" + std::to_string(m.last_scrub.unrecoverable) +
+                  " catchup_unix=" + std::to_string(m.last_catch_up_unix) +
+                  " catchup_applied=" + std::to_string(m.catch_up_applied) + node_fields;
+  if (p.outbox_failed && !p.last_error.empty()) {
+    std::string e = p.last_error;
+    std::replace(e.begin(), e.end(), '\n', ' ');
+    std::replace(e.begin(), e.end(), '\r', ' ');
+    s += " last_error=" + e;
+  }
+  return s;
 }
 
 std::size_t Filesystem::InodeCount() {
-  COFFER_LOCK;
-  return inodes_.size();
-}
-
-std::uint64_t Filesystem::CommittedSeq() {
-  COFFER_LOCK;
-  return committed_seq_;
+  std::lock_guard lock(mu_);
+  return table_.size();
 }
 
 }  // namespace coffer::fs

@@ -3,25 +3,33 @@
 // Methods mirror the FUSE low-level operations, take plain arguments and return 0 or an errno
 // (the errno a local filesystem would give); unit tests drive them without a mount, and
 // fs/fuse_glue.cc only translates. Infrastructure failures (a store that cannot commit, a chunk
-// that fails authentication) throw coffer::Error, which the glue turns into its errno.
+// no copy of which authenticates) throw coffer::Error, which the glue turns into its errno.
 //
-// Design. The whole namespace and every inode's attributes live in memory, decrypted (a mailstore
-// index is small: 100,000 entries are a few tens of MiB); LMDB is its durable form. Each change
-// marks records dirty; a committer thread seals the dirty records and writes them, with the
-// sealed chunks written since, as one LMDB transaction (group commit). fsync/fdatasync/fsyncdir
-// (and, with `sync`, every namespace change) wait for the commit that holds their change, so a
-// kill -9 loses nothing that was acknowledged as durable; everything else is durable within
-// commit_interval. Content is cut into chunks (64 KiB): writes collect in per-inode plaintext
-// chunk buffers that are sealed as soon as a chunk is full (or at flush/fsync/close), so a
-// 100 MiB file streams through a bounded amount of memory (pending sealed bytes are bounded too:
-// writers wait for a commit beyond max_pending_bytes).
+// This class is the facade of the layers below it and owns their lock:
+//   ids.h             object ids and the hybrid logical clock
+//   inode_table.h     inodes, names (links), directory indexes; no I/O
+//   file_data.h       write buffers of files, chunk layout, truncation
+//   chunk_store.h     chunk contents: in flight, cached in STATE_DIR, fetched from the nodes
+//   commit_pipeline.h batches, sealing, local commits and node rounds, verdicts, the outbox,
+//                     the one degraded policy
+//   recovery.h        opening STATE_DIR, rebuild and catch-up from the nodes' feeds, verify
+//   maintenance.h     background work: eviction, scrub, following the feeds
+// With storage nodes the store lives on the nodes and STATE_DIR is a replica of it (DESIGN.md
+// "Local state"): at every mount the box catches up from the nodes' change feeds (from zero on
+// an empty STATE_DIR: that is the rebuild), and applying a record that arrived from the nodes
+// is an operation of its own (ApplyRemote), beside those of FUSE.
 //
-// Inodes are freed only when no name, no open file and no kernel lookup refers to them, so a
-// reader that resolved a name just before a rename-over still opens the old file; inodes left
-// with no name by a crash are purged at the next mount.
+// Durability (DESIGN.md "Durability contract"): fsync, fdatasync and fsyncdir wait for the
+// verdict of the batch holding everything before them; with `sync` so do link, rename, mkdir
+// and symlink (rolled back when the nodes do not take them, degraded=fail); with nodes, close(2)
+// of a written file too. Create, mknod, unlink, rmdir and setattr never wait and never fail for
+// node reasons: they reach STATE_DIR and the nodes within commit_interval_ms, or with the next
+// operation that waits.
 //
-// Thread safety: every public method may be called from any thread. One mutex (mu_) guards all
-// in-memory state; crypto of small records runs under it, the LMDB commit does not.
+// Thread safety: every public method may be called from any thread. mu_ guards the inode
+// table, the open files and the open batch; it is never held while waiting for a commit, a
+// round, a chunk fetch or crypto (lock order: mu_, then the pipeline's and the chunk store's
+// own leaf locks).
 #pragma once
 
 #include <sys/stat.h>
@@ -29,7 +37,6 @@
 #include <sys/types.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -39,57 +46,43 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "common/crypto.h"
+#include "fs/chunk_store.h"
+#include "fs/commit_pipeline.h"
+#include "fs/ids.h"
+#include "fs/inode_table.h"
+#include "fs/recovery.h"
 #include "fs/store.h"
+#include "replicator/backend.h"
 
 namespace coffer::fs {
 
-inline constexpr std::uint64_t kRootIno = 1;
 inline constexpr std::size_t kNameMax = 255;
 inline constexpr std::size_t kSymlinkMax = 4095;
+
+class Maintenance;
 
 struct Options {
   std::uint32_t chunk_size = 64 << 10;  // for new stores; an existing store keeps its own
   std::uint32_t commit_interval_ms = 200;
-  // true: namespace changes (create, link, rename, unlink, mkdir, rmdir, symlink, setattr) return
-  // only once durable. false: within commit_interval_ms, or at the next fsync.
+  // true: link, rename, mkdir and symlink return only once durable. false: within
+  // commit_interval_ms, or at the next fsync.
   bool sync_namespace = true;
-  std::size_t max_pending_bytes = std::size_t{64} << 20;
+  // Plaintext written but not yet committed locally (writers wait beyond it): memory bound.
+  std::size_t max_pending_bytes = std::size_t{16} << 20;
   std::string statfs_path;  // statvfs() of this path is reported (STATE_DIR)
-  // With storage nodes (a store with remote()): what a change that W nodes did not acknowledge
-  // within the operation timeout means. false (degraded=fail): the operation fails with
-  // kNotDurableErrno and a namespace change is rolled back. true (degraded=queue): it succeeds,
-  // held in the outbox until the nodes take it.
+  // With storage nodes: what a change that W nodes did not acknowledge within the operation
+  // timeout means. false (degraded=fail): the operation fails with kNotDurableErrno and a
+  // namespace change is rolled back. true (degraded=queue): it succeeds, held in the outbox.
   bool degraded_queue = false;
-};
-
-// The errno of "could not be made durable now" (storage nodes unreachable): every common
-// delivery agent treats it as temporary and defers (Postfix local(8)/virtual(8) map EAGAIN to
-// 4.2.0, Dovecot LDA to a temporary failure, maildrop to EX_TEMPFAIL), where EIO bounces.
-inline constexpr int kNotDurableErrno = EAGAIN;
-
-// What `Verify` found (cofferctl verify).
-struct VerifyReport {
-  std::uint64_t objects = 0;       // objects the local tree references
-  std::uint64_t ok = 0;            // on the nodes with the same version (and digest)
-  std::uint64_t pending = 0;       // changed here, still in the outbox
-  std::uint64_t missing = 0;       // on no node
-  std::uint64_t stale = 0;         // nodes hold an authenticated newer version or tombstone
-  std::uint64_t corrupt = 0;       // digest differs from the local copy
-  std::uint64_t under_quorum = 0;  // on fewer than W nodes
-  std::uint64_t extra = 0;         // live records on the nodes that the tree does not have
-  std::uint64_t unchecked = 0;     // disagreeing claims that could not be resolved (no answer)
-  std::size_t nodes = 0, answered = 0;
-  std::vector<std::string> liars;     // nodes caught lying (forged or rolled-back versions)
-  std::vector<std::string> problems;  // the first few, readable
-  bool clean() const {
-    return missing == 0 && stale == 0 && corrupt == 0 && under_quorum == 0 && extra == 0 &&
-           unchecked == 0 && liars.empty() && answered == nodes;
-  }
+  bool read_only = false;  // no writes at all, locally or to the nodes (no repair either)
+  std::uint64_t cache_limit_bytes = 0;              // 0: keep every chunk locally
+  std::chrono::seconds scrub_interval{3600};         // 0: no periodic scrub
+  std::chrono::milliseconds follow_interval{1000};   // reading the nodes' feeds
+  std::chrono::milliseconds maintenance_interval{500};
 };
 
 // Who is asking (from the FUSE request context).
@@ -118,20 +111,22 @@ struct DirEntryOut {
 
 class Filesystem {
  public:
-  // Opens the filesystem in `store`: initialises an empty store (store meta, root directory) or
-  // checks that the store was made with this key. Throws coffer::Error: EACCES "made with another
-  // key" (naming both fingerprints when known), EBADMSG for damaged records.
+  // Opens the filesystem over STATE_DIR (`local`) and, when `remote` is given, the storage
+  // nodes: initialises a new store, or checks that the store was made with this key, rebuilds
+  // STATE_DIR from the nodes when it is empty, and catches up from the nodes' feeds. Throws
+  // coffer::Error: EACCES "made with another key" (naming both fingerprints when known),
+  // EBADMSG for damaged records, EAGAIN when too few nodes answer to rebuild safely.
   // `fingerprint` is the public fingerprint of `keys`' first epoch.
-  Filesystem(std::unique_ptr<Store> store, crypto::Keyring keys, std::string fingerprint,
-             Options options);
-  ~Filesystem();  // stops the committer after a final commit
+  Filesystem(std::unique_ptr<LmdbStore> local, std::unique_ptr<replicator::Backend> remote,
+             crypto::Keyring keys, std::string fingerprint, Options options);
+  ~Filesystem();  // Shutdown()
   Filesystem(const Filesystem&) = delete;
   Filesystem& operator=(const Filesystem&) = delete;
 
-  // Starts the committer thread (not in the constructor: cofferfs may fork to the background
-  // between the two). Without it, Commit() still works synchronously.
+  // Starts the background work (eviction, scrub, following the feeds). Not in the constructor:
+  // tests drive it by hand.
   void Start();
-  // Commits everything pending now and waits for it (final flush at unmount).
+  // Commits everything pending and waits for it; stops every thread (final flush at unmount).
   void Shutdown();
 
   int Lookup(std::uint64_t parent, std::string_view name, struct stat* out);
@@ -155,6 +150,7 @@ class Filesystem {
   // Creates and opens a regular file (O_EXCL semantics: EEXIST if the name exists).
   int Create(std::uint64_t parent, std::string_view name, mode_t mode, int flags,
              const Context& ctx, struct stat* out, std::uint64_t* fh);
+  // Opens a file; O_TRUNC truncates it (the kernel passes it here: atomic_o_trunc).
   int Open(std::uint64_t ino, int flags, std::uint64_t* fh);
   // Reads up to `size` bytes at `offset` into `out` (short at end of file).
   int Read(std::uint64_t ino, std::uint64_t fh, std::uint64_t offset, std::size_t size,
@@ -174,126 +170,108 @@ class Filesystem {
   int FsyncDir(std::uint64_t ino);
   int StatFs(struct statvfs* out);
 
-  // Compares the tree (every inode record, directory entry and chunk it references, by version
-  // and content digest) with what the storage nodes hold. Only with a remote store.
+  // Applies records that arrived from the nodes (newest authenticated versions), last writer
+  // wins per record: newer ones replace this box's, older ones change nothing. Their sealed
+  // bytes are written into STATE_DIR with the next local commit. Returns how many changed
+  // something.
+  std::size_t ApplyRemote(const std::vector<RemoteRecord>& records);
+  // Reads the nodes' feeds from the saved cursors and applies what is newer (see Recovery).
+  CatchUpResult CatchUp();
+
+  // Compares the tree with what the storage nodes hold (cofferctl verify). Only with nodes.
   VerifyReport Verify();
-  // "key=value ..." about the store for the control socket ("replicated=no" without nodes).
+  // A scrub now (cofferctl scrub through the control socket). Only with nodes.
+  replicator::ScrubReport Scrub();
+  // "key=value ..." for the control socket ("replicated=no" without nodes).
   std::string StatusLine();
 
   // Test hooks and statistics.
   std::size_t InodeCount();
-  std::uint64_t CommittedSeq();
+  std::uint64_t box_id() const { return box_id_; }
+  CommitPipeline& pipeline() { return *pipeline_; }
+  ChunkStore& chunks() { return *chunks_; }
+  replicator::Backend* remote() { return remote_.get(); }
+  LmdbStore& local() { return *local_; }
 
  private:
-  struct Dir;
-  struct Inode;
-
-  struct Undo;
-  void Load();
-  void Initialise();
-  // Empty STATE_DIR with storage nodes: fetches the store meta, every inode record and every
-  // directory entry from the nodes into the local store (chunks stay on the nodes until read).
-  // Returns false when the nodes hold no store at all (a new store is to be initialised).
-  bool RebuildFromNodes(Remote* remote);
-  crypto::ObjectId InodeId(std::uint64_t ino) const;
-  crypto::ObjectId DirentId(std::uint64_t parent, std::string_view name) const;
-  enum class IdClass { kMeta, kInode, kDirent, kChunk };
-  IdClass Classify(const crypto::ObjectId& id) const;
-  std::uint64_t Tick();  // the next HLC value (mu_ held)
-  // Rollback of namespace changes whose batch the nodes did not take (degraded=fail).
-  bool Undoable() const;
-  void AddUndo(Undo undo);
-  void ApplyUndo(const Undo& undo);
-  void ReleaseUndo(std::uint64_t through_seq);
-  // After a failed wait, the kernel does not learn of the entry: take back its lookup.
-  int FailedEntry(int err, std::uint64_t ino);
-  Inode* Find(std::uint64_t ino);
-  void Stat(const Inode& inode, struct stat* out) const;
-  std::int64_t Now() const;
-  void Touch(Inode* inode);  // bump the version, mark dirty
-  void TouchDir(Inode* dir, std::int64_t now);
-  std::string DirentKey(std::uint64_t parent, std::string_view name) const;
-  void PutEntry(Inode* dir, std::string_view name, std::uint64_t child);
-  void RemoveEntry(Inode* dir, std::string_view name);
-  Inode* NewInode(mode_t mode, const Context& ctx, Inode* parent);
-  int CheckName(std::string_view name) const;
-  // The directory `parent` where `name` is to be created, or the errno a local filesystem gives
-  // (ENOENT, ENOTDIR, ENAMETOOLONG/EINVAL for the name, EEXIST). Caller holds mu_.
-  int DirForNewEntry(std::uint64_t parent, std::string_view name, Inode** dir);
-  void DropLink(Inode* inode);
-  void MaybeFree(Inode* inode);
-  // `lock`: released while the store is asked (it may fetch from the nodes) and the chunk opened.
-  std::string LoadChunk(const crypto::ObjectId& id, std::unique_lock<std::mutex>* lock = nullptr);
-  std::string& DirtyChunk(Inode* inode, std::uint64_t index);
-  void SealChunk(Inode* inode, std::uint64_t index);
-  void SealAll(Inode* inode);
-  void DeleteChunk(const crypto::ObjectId& id);
-  void Truncate(Inode* inode, std::uint64_t size);
-  // Waits (releasing `lock`) until everything changed so far is durable. Returns 0, EIO (the
-  // local store failed) or kNotDurableErrno (the nodes did not take it, degraded=fail).
-  // `local_only`: wait only for the local commit (flow control of writes).
-  int WaitDurable(std::unique_lock<std::mutex>& lock, bool local_only = false);
-  // With `sync`: waits for the change to be durable. `nodes`: the durability contract covers
-  // it (rename, link, unlink, mkdir, rmdir, setattr); creating a file, node or symlink waits
-  // for the local commit without nodes and for nothing with them (its content and name reach
-  // the nodes with the next fsync, close or link: a delivery agent never sees a create fail
-  // because nodes are down).
-  int MaybeWaitNamespace(std::unique_lock<std::mutex>& lock, bool nodes = true);
-  void CommitLoop();
-  // Takes the pending changes as a sealed batch (under mu_).
-  Batch TakeBatch();
-  // The sealed tombstone of object `id` (of `kind`) deleted at `hlc` by this box; empty without
-  // storage nodes.
-  std::string SealTombstone(const crypto::ObjectId& id, crypto::ObjectKind kind,
-                            std::uint64_t hlc) const;
-  void CommitOnce(std::unique_lock<std::mutex>& lock);
-
-  std::unique_ptr<Store> store_;
-  const crypto::Keyring keys_;
-  const std::string fingerprint_;
-  const Options options_;
-  std::uint32_t chunk_size_ = 64 << 10;
-  std::uint64_t box_id_ = 0;
-  const crypto::SecretBytes* name_key_ = nullptr;  // in keys_: the name key of epoch 1
-
-  std::mutex mu_;  // guards everything below
-  std::condition_variable commit_cv_;   // wakes the committer
-  std::condition_variable durable_cv_;  // wakes waiters on committed_seq_
-  std::unordered_map<std::uint64_t, std::unique_ptr<Inode>> inodes_;
-  std::uint64_t next_ino_ = 2;
-  std::uint64_t hlc_ = 0;
   struct Handle {
     std::uint64_t ino;
     int flags;
     bool written = false;  // since the last durable flush
   };
+  struct Undo;
+  struct NewChunk {
+    std::shared_ptr<const std::string> plaintext;
+    Version version;
+  };
+
+  void Open_();  // the constructor's work: open, load, migrate, catch up, initialise
+  void Initialise();
+  void Migrate();  // store format 1 -> 2 (names into inode records)
+  // Takes the open batch (the pipeline's take hook).
+  ChangeSet TakeBatch(std::uint64_t seq);
+  void ApplyUndo(std::uint64_t seq);  // the pipeline's failed hook
+
+  // Helpers; mu_ held.
+  Version Tick();                 // a new version of this box
+  void Touch(Inode* inode);       // the inode's record changed: new version, in the open batch
+  void TouchDir(Inode* dir, std::int64_t now);
+  Inode* DirFor(std::uint64_t ino, int* err);
+  int CheckName(std::string_view name) const;
+  // The directory `parent` where `name` is to be created, or the errno a local filesystem
+  // gives (ENOENT, ENOTDIR, ENAMETOOLONG/EINVAL for the name, EEXIST).
+  int DirForNewEntry(std::uint64_t parent, std::string_view name, Inode** dir);
+  Inode* NewInode(mode_t mode, const Context& ctx, Inode* parent);
+  void MaybeFree(Inode* inode);
+  void DeleteChunk(const crypto::ObjectId& id);
+  void FreezeChunk(Inode* inode, std::uint64_t index);  // a write buffer becomes a new chunk
+  void FreezeAll(Inode* inode);
+  void Truncate(Inode* inode, std::uint64_t size);
+  void Stat(const Inode& inode, struct stat* out) const;
+  void AddUndo(Undo undo);
+  // Durability. `lock` is released while waiting and held again on return.
+  int WaitDurable(std::unique_lock<std::mutex>& lock);
+  // With `sync`: waits for a namespace change (link, rename, mkdir, symlink).
+  int MaybeWaitNamespace(std::unique_lock<std::mutex>& lock);
+  // After a failed wait, the kernel does not learn of the entry: take back its lookup.
+  int FailedEntry(int err, std::uint64_t ino);
+  // Loads the old contents of chunks that a write only partly covers, without mu_ held.
+  // Returns with `lock` held and every such chunk in the inode's write buffers (or the inode
+  // gone: false).
+  bool PrepareWrite(std::unique_lock<std::mutex>& lock, std::uint64_t ino, std::uint64_t offset,
+                    std::uint64_t end);
+
+  // Set at construction.
+  const crypto::Keyring keys_;
+  const std::string fingerprint_;
+  const Options options_;
+  std::unique_ptr<LmdbStore> local_;
+  std::unique_ptr<replicator::Backend> remote_;
+  const RecordIds ids_;
+  Hlc hlc_;
+  std::uint64_t box_id_ = 0;
+  std::uint32_t chunk_size_ = 64 << 10;
+  std::unique_ptr<Recovery> recovery_;
+  std::unique_ptr<ChunkStore> chunks_;
+  std::unique_ptr<CommitPipeline> pipeline_;
+  std::unique_ptr<Maintenance> maintenance_;
+
+  std::mutex mu_;  // guards everything below (lock order: first)
+  InodeTable table_;
   std::unordered_map<std::uint64_t, Handle> handles_;
   std::uint64_t next_fh_ = 1;
-  // Pending changes (the open batch).
+  // The open batch.
+  std::uint64_t open_seq_ = 1;
   std::set<std::uint64_t> dirty_inodes_;
-  struct DirtyEntry {
-    std::optional<std::string> value;  // serialized DirEntry; nullopt: removed
-    std::uint64_t hlc = 0;
-  };
-  std::map<std::string, DirtyEntry> dirty_entries_;  // dirent key -> change
-  std::map<crypto::ObjectId, std::string> pending_chunks_;  // sealed, not yet committed
-  std::map<crypto::ObjectId, std::uint64_t> chunk_hlc_;     // of pending_chunks_
-  std::map<crypto::ObjectId, std::uint64_t> deleted_chunks_;  // -> hlc of the tombstone
-  std::size_t pending_bytes_ = 0;
-  // The batch being committed (its chunks stay readable until the commit is visible in LMDB).
-  std::shared_ptr<const std::map<crypto::ObjectId, std::string>> committing_chunks_;
-  std::uint64_t open_seq_ = 1;       // sequence number of the open batch
-  std::uint64_t committed_seq_ = 0;  // every batch <= this is durable
-  bool commit_requested_ = false;
-  bool committing_ = false;
-  bool stopping_ = false;
-  int commit_error_ = 0;  // errno of a failed commit (sticky: the store refuses further writes)
-  std::thread committer_;
-  Remote* remote_ = nullptr;  // store_->remote()
-  std::set<std::uint64_t> unreplicated_seqs_;  // batches the nodes did not take (degraded=fail)
-  std::vector<Undo> undo_;                     // of batches not yet on the nodes
-  std::multiset<std::uint64_t> pinned_;        // inodes an undo may give a name again
-  std::chrono::steady_clock::time_point last_degraded_log_{};
+  std::map<std::uint64_t, Version> deleted_inodes_;
+  std::map<crypto::ObjectId, NewChunk> new_chunks_;
+  std::map<crypto::ObjectId, Version> deleted_chunks_;
+  Batch local_rows_;        // rows for STATE_DIR only (records applied from the nodes, cursors)
+  std::optional<RecordWrite> meta_write_;    // the store meta (initialisation, migration)
+  std::vector<RecordWrite> legacy_deletes_;  // store format 1 directory entries (migration)
+  std::size_t pending_bytes_ = 0;  // plaintext in write buffers and new chunks not yet taken
+  std::vector<Undo> undo_;  // namespace changes of batches not yet decided (degraded=fail)
+  bool shut_down_ = false;
 };
 
 }  // namespace coffer::fs

@@ -27,7 +27,7 @@
 #include "fs/fuse_glue.h"
 #include "fs/object_verifier.h"
 #include "fs/options.h"
-#include "fs/replicated_store.h"
+#include "replicator/replicator.h"
 #include "replicator/replicator_config.h"
 
 namespace {
@@ -78,38 +78,46 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
     fo.sync_namespace = opts.sync;
     fo.statfs_path = opts.state_dir;
     fo.degraded_queue = opts.degraded_queue;
-    std::unique_ptr<fs::Store> store;
-    fs::ReplicatedStore* replicated = nullptr;
+    fo.read_only = opts.read_only;
+    fo.cache_limit_bytes = opts.cache_limit_mb << 20;
+    fo.scrub_interval = std::chrono::seconds(opts.scrub_interval_s);
+    std::unique_ptr<replicator::Backend> backend;
     if (opts.replicator.empty()) {
-      store = fs::LmdbStore::Open(opts.state_dir);
       spdlog::info("no storage nodes configured: local only (durable in {})", opts.state_dir);
     } else {
       auto rc = replicator::LoadReplicatorConfig(config::Config::Load(opts.replicator));
       rc.options.verifier =
           fs::MakeVerifier(std::make_shared<const crypto::Keyring>(keyset.MakeKeyring()));
-      rc.options.collect_tombstones = opts.tombstone_grace_s > 0;
+      // A read-only mount writes nothing to the nodes: no tombstone collection, no read repair,
+      // no hinted handoff.
+      rc.options.collect_tombstones = opts.tombstone_grace_s > 0 && !opts.read_only;
       rc.options.tombstone_grace = std::chrono::seconds(opts.tombstone_grace_s);
-      fs::ReplicatedStoreOptions ro;
-      ro.degraded_queue = opts.degraded_queue;
-      ro.cache_limit_bytes = opts.cache_limit_mb << 20;
-      ro.scrub_interval = std::chrono::seconds(opts.scrub_interval_s);
+      rc.options.read_repair = !opts.read_only;
+      if (opts.read_only) rc.options.hinted_handoff = false;
       const std::size_t nodes = rc.options.nodes.size();
       const auto timeout_ms = rc.options.write_timeout.count();
-      auto rs = fs::ReplicatedStore::Open(opts.state_dir, std::move(rc.options), ro);
-      replicated = rs.get();
+      auto replicator = std::make_unique<replicator::Replicator>(std::move(rc.options));
+      // Connections come up asynchronously: give every node a moment to answer before the
+      // first commit or catch-up, so that a healthy cluster does not start out looking degraded.
+      const std::size_t up = replicator->WaitConnected(std::chrono::milliseconds(3000));
+      if (up < nodes) {
+        spdlog::warn("{} of {} storage nodes answer", up, nodes);
+      } else {
+        spdlog::info("all {} storage nodes answer", nodes);
+      }
       spdlog::info("storage nodes ({}): {} configured, R={} W={}, operation timeout {} ms; "
                    "degraded={}; cache limit {}",
-                   opts.replicator, nodes, rs->replicator().replicas(),
-                   rs->replicator().write_quorum(), timeout_ms,
-                   opts.degraded_queue ? "queue" : "fail",
+                   opts.replicator, nodes, replicator->replicas(), replicator->write_quorum(),
+                   timeout_ms, opts.degraded_queue ? "queue" : "fail",
                    opts.cache_limit_mb ? std::to_string(opts.cache_limit_mb) + " MiB" : "none");
       if (opts.degraded_queue)
         spdlog::warn("degraded=queue: when fewer than W nodes answer, changes are accepted on "
                      "this box only and held in the outbox (a lost box loses them)");
-      store = std::move(rs);
+      backend = std::move(replicator);
     }
-    fs::Filesystem filesystem(std::move(store), keyset.MakeKeyring(), keyset.store_fingerprint(),
-                              fo);
+    const bool replicated = backend != nullptr;
+    fs::Filesystem filesystem(fs::LmdbStore::Open(opts.state_dir), std::move(backend),
+                              keyset.MakeKeyring(), keyset.store_fingerprint(), fo);
     filesystem.Start();
     if (!opts.sync)
       spdlog::warn("async: namespace changes become durable within {} ms or at the next fsync",
@@ -145,7 +153,7 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
       }
       if (line == "scrub") {
         if (!replicated) return std::string("err scrub needs storage nodes (local-only mount)");
-        auto r = replicated->ScrubNow();
+        auto r = filesystem.Scrub();
         return "ok checked=" + std::to_string(r.checked) + " repaired=" +
                std::to_string(r.repaired) + " moved=" + std::to_string(r.moved) +
                " collected=" + std::to_string(r.collected) +

@@ -57,19 +57,20 @@ void LmdbStore::Scan(Table table,
   for (bool ok = cursor.Get(&k, &v, MDB_FIRST); ok; ok = cursor.Get(&k, &v, MDB_NEXT)) fn(k, v);
 }
 
-CommitResult LmdbStore::Commit(const Batch& batch) {
-  if (batch.empty()) return {};
+void LmdbStore::Commit(const Batch& batch) {
+  if (batch.empty()) return;
   auto txn = lmdb::Txn::BeginWrite(env_);
   for (const Mutation& m : batch) {
     const lmdb::Dbi& dbi = dbis_[static_cast<int>(m.table)];
-    if (m.value) {
+    if (m.shared) {
+      dbi.Put(txn, m.key, *m.shared);
+    } else if (m.value) {
       dbi.Put(txn, m.key, *m.value);
     } else {
       dbi.Del(txn, m.key);
     }
   }
   txn.Commit();
-  return {};
 }
 
 }  // namespace coffer::fs

@@ -636,7 +636,7 @@ void Replicator::OnGetReply(const std::shared_ptr<GetOp>& op, std::size_t slot, 
         deliver = std::move(op->done);
       }
     }
-    if (op->outstanding == 0 && op->best && !op->repaired &&
+    if (op->outstanding == 0 && op->best && !op->repaired && options_.read_repair &&
         (op->delivered || op->next >= op->order.size())) {
       op->repaired = true;
       repair = true;
@@ -707,6 +707,19 @@ wire::StatReply Replicator::Stat(std::size_t node) {
   wire::Reply reply = CallSync(node, std::move(req), "STAT");
   if (!reply.has_stat()) throw Error(EIO, "STAT: malformed reply");
   return std::move(*reply.mutable_stat());
+}
+
+std::size_t Replicator::WaitConnected(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::size_t up = 0;
+  do {
+    auto pings = PingAll(std::chrono::milliseconds(300));
+    up = static_cast<std::size_t>(
+        std::count_if(pings.begin(), pings.end(), [](const auto& p) { return p.has_value(); }));
+    if (up == pings.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  } while (Clock::now() < deadline);
+  return up;
 }
 
 std::vector<std::optional<std::chrono::microseconds>> Replicator::PingAll(

@@ -81,6 +81,9 @@ struct ReplicatorOptions {
   // older than tombstone_grace.
   bool collect_tombstones = false;
   std::chrono::seconds tombstone_grace{7 * 24 * 3600};
+  // Reads repair replicas that answered missing, stale or corrupt (off for a read-only mount,
+  // which writes nothing to the nodes).
+  bool read_repair = true;
 };
 
 class Replicator : public Backend {
@@ -116,6 +119,9 @@ class Replicator : public Backend {
   // One page of node `node`'s changes after sequence number `since`.
   wire::FeedReply Feed(std::size_t node, std::uint64_t since, std::uint32_t limit = 0);
   wire::StatReply Stat(std::size_t node);
+  // Pings every node until all answer or `timeout` passes (connections come up
+  // asynchronously); returns how many answered.
+  std::size_t WaitConnected(std::chrono::milliseconds timeout);
   // Pings every node at once; per node the round trip, or nullopt when it did not answer
   // within `timeout`.
   std::vector<std::optional<std::chrono::microseconds>> PingAll(

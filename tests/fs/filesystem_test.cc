@@ -30,8 +30,8 @@ class FilesystemTest : public ::testing::Test {
   }
   std::unique_ptr<Filesystem> Open(const keyfile::KeySet& keys, Options options = Lazy()) {
     options.statfs_path = dir_.path();
-    return std::make_unique<Filesystem>(LmdbStore::Open(dir_ / "state"), keys.MakeKeyring(),
-                                        keys.store_fingerprint(), options);
+    return std::make_unique<Filesystem>(LmdbStore::Open(dir_ / "state"), nullptr,
+                                        keys.MakeKeyring(), keys.store_fingerprint(), options);
   }
   void Reopen() {
     fs_.reset();
@@ -382,10 +382,10 @@ TEST_F(FilesystemTest, BackgroundCommitterMakesFsyncDurable) {
   o.commit_interval_ms = 10000;
   fs_ = Open(keys_, o);
   fs_->Start();
-  std::uint64_t before = fs_->CommittedSeq();
+  std::uint64_t before = fs_->pipeline().status().local_commits;
   std::uint64_t f = MakeFile(kRootIno, "f", "data");
   ASSERT_EQ(fs_->Fsync(f, false), 0);
-  EXPECT_GT(fs_->CommittedSeq(), before);
+  EXPECT_GT(fs_->pipeline().status().local_commits, before);
   ASSERT_EQ(fs_->FsyncDir(kRootIno), 0);
 }
 
@@ -396,10 +396,10 @@ TEST_F(FilesystemTest, SyncNamespaceCommitsBeforeReturning) {
   o.commit_interval_ms = 60000;
   fs_ = Open(keys_, o);
   fs_->Start();
-  std::uint64_t before = fs_->CommittedSeq();
+  std::uint64_t before = fs_->pipeline().status().local_commits;
   struct stat st {};
   ASSERT_EQ(fs_->MkDir(kRootIno, "new", 0700, ctx_, &st), 0);
-  EXPECT_GT(fs_->CommittedSeq(), before);
+  EXPECT_GT(fs_->pipeline().status().local_commits, before);
 }
 
 TEST_F(FilesystemTest, StatFsReportsNameMax) {

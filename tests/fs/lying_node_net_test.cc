@@ -126,7 +126,7 @@ TEST_P(LyingNodeTest, NothingAcknowledgedIsLostNothingDeletedReturnsAndTheLiarIs
   const auto honest0 = Live(0), honest2 = Live(2);
   ASSERT_EQ(honest0, honest2);
   ASSERT_EQ(Live(kLiar), honest0);
-  ASSERT_GT(honest0.size(), 40u);
+  ASSERT_GT(honest0.size(), 30u);  // inode records and chunks
   auto honest_nodes_intact = [&](const char* when) {
     EXPECT_EQ(Live(0), honest0) << "node n1 changed " << when;
     EXPECT_EQ(Live(2), honest2) << "node n3 changed " << when;

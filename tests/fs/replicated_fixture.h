@@ -17,7 +17,7 @@
 #include "common/keyfile.h"
 #include "fs/filesystem.h"
 #include "fs/object_verifier.h"
-#include "fs/replicated_store.h"
+#include "replicator/replicator.h"
 #include "replicator/curve.h"
 #include "replicator/transport.h"
 #include "tests/replicator/test_util.h"
@@ -80,22 +80,44 @@ class ReplicatedFsTest : public ::testing::Test {
     return o;
   }
 
-  // Opens cofferfs on the nodes with its state in dir_/NAME; store_ points at its store.
+  // What the tests look at below the facade of a mounted box.
+  struct StoreView {
+    Filesystem* fs = nullptr;
+    replicator::Replicator* rep = nullptr;
+    std::size_t OutboxSize() { return fs->pipeline().status().outbox; }
+    std::size_t EvictNow() { return fs->chunks().EvictNow(); }
+    std::uint64_t CacheBytes() { return fs->chunks().status().bytes; }
+    void Scan(Table t, const std::function<void(std::string_view, std::string_view)>& f) {
+      fs->local().Scan(t, f);
+    }
+    replicator::ScrubReport ScrubNow() { return fs->Scrub(); }
+    replicator::Replicator& replicator() { return *rep; }
+    std::vector<std::pair<std::string, replicator::NodeTrust>> Trust() {
+      std::vector<std::pair<std::string, replicator::NodeTrust>> out;
+      const auto stats = rep->stats();
+      const auto ids = rep->node_ids();
+      for (std::size_t i = 0; i < ids.size(); ++i) out.emplace_back(ids[i], stats.nodes[i]);
+      return out;
+    }
+  };
+
+  // Opens cofferfs on the nodes with its state in dir_/NAME; store_ looks below it.
   void Mount(const std::string& name, bool queue = false, std::uint64_t cache_limit = 0) {
     fs_.reset();
-    ReplicatedStoreOptions ro;
-    ro.degraded_queue = queue;
-    ro.cache_limit_bytes = cache_limit;
-    ro.background_interval = 100ms;
-    ro.scrub_interval = 0s;
-    auto store = ReplicatedStore::Open(dir_ / name, ReplicatorOptions(), ro);
-    store_ = store.get();
+    auto rep = std::make_unique<replicator::Replicator>(ReplicatorOptions());
+    rep->WaitConnected(3000ms);
     Options o;
     o.degraded_queue = queue;
     o.commit_interval_ms = 50;
     o.statfs_path = dir_.path();
-    fs_ = std::make_unique<Filesystem>(std::move(store), keys_.MakeKeyring(),
-                                       keys_.store_fingerprint(), o);
+    o.cache_limit_bytes = cache_limit;
+    o.maintenance_interval = 100ms;
+    o.scrub_interval = 0s;
+    replicator::Replicator* raw = rep.get();
+    fs_ = std::make_unique<Filesystem>(LmdbStore::Open(dir_ / name), std::move(rep),
+                                       keys_.MakeKeyring(), keys_.store_fingerprint(), o);
+    store_ = &store_view_;
+    store_view_ = StoreView{fs_.get(), raw};
     fs_->Start();
   }
 
@@ -181,7 +203,8 @@ class ReplicatedFsTest : public ::testing::Test {
   std::vector<replicator::CurveKeyPair> node_keys_;
   std::vector<std::unique_ptr<NodeProcess>> nodes_;
   std::unique_ptr<Filesystem> fs_;
-  ReplicatedStore* store_ = nullptr;
+  StoreView store_view_;
+  StoreView* store_ = nullptr;
   Context ctx_{1000, 1000};
 };
 

@@ -1,0 +1,352 @@
+// The inode table (see inode_table.h).
+#include "fs/inode_table.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace coffer::fs {
+
+namespace {
+
+Version FromProto(const proto::Version& v) { return Version{v.hlc(), v.box_id()}; }
+void ToProto(const Version& v, proto::Version* out) {
+  out->set_hlc(v.hlc);
+  out->set_box_id(v.box_id);
+}
+
+}  // namespace
+
+Inode* InodeTable::Find(std::uint64_t ino) {
+  auto it = inodes_.find(ino);
+  return it == inodes_.end() ? nullptr : it->second.get();
+}
+
+const Inode* InodeTable::Find(std::uint64_t ino) const {
+  auto it = inodes_.find(ino);
+  return it == inodes_.end() ? nullptr : it->second.get();
+}
+
+Inode* InodeTable::Create(std::uint32_t mode, std::uint32_t uid, std::uint32_t gid,
+                          std::int64_t now) {
+  // Random numbers: unique across boxes that create inodes at the same time, and telling
+  // nothing about the order of creation.
+  std::uint64_t ino = 0;
+  do {
+    crypto::primitives::RandomBytes(reinterpret_cast<unsigned char*>(&ino), sizeof ino);
+    ino &= 0x7fffffffffffffffull;
+  } while (ino <= kRootIno || inodes_.count(ino));
+  auto inode = std::make_unique<Inode>();
+  inode->ino = ino;
+  inode->mode = mode;
+  inode->uid = uid;
+  inode->gid = gid;
+  inode->atime = inode->mtime = inode->ctime = now;
+  if (S_ISDIR(mode)) {
+    inode->dir = std::make_unique<Dir>();
+    inode->nlink = 2;
+  }
+  return Insert(std::move(inode));
+}
+
+Inode* InodeTable::Insert(std::unique_ptr<Inode> inode) {
+  if (S_ISDIR(inode->mode) && !inode->dir) inode->dir = std::make_unique<Dir>();
+  Inode* raw = inode.get();
+  inodes_[raw->ino] = std::move(inode);
+  return raw;
+}
+
+void InodeTable::Erase(std::uint64_t ino) { inodes_.erase(ino); }
+
+std::optional<std::uint64_t> InodeTable::Lookup(const Inode& dir, std::string_view name) const {
+  if (!dir.dir) return std::nullopt;
+  auto it = dir.dir->by_name.find(name);
+  if (it == dir.dir->by_name.end()) return std::nullopt;
+  return it->second.ino;
+}
+
+void InodeTable::Recount(Inode* inode) {
+  if (inode->dir) {
+    inode->nlink = 2 + inode->dir->subdirs;
+  } else {
+    inode->nlink = static_cast<std::uint32_t>(inode->links.size());
+  }
+}
+
+void InodeTable::Index(Inode* dir, const InodeLink& link, std::uint64_t ino) {
+  Dir& d = *dir->dir;
+  Inode* child = Find(ino);
+  auto it = d.by_name.find(link.name);
+  if (it == d.by_name.end()) {
+    const std::uint64_t cookie = d.next_cookie++;
+    d.by_name.emplace(link.name, Dir::Slot{ino, cookie, link.version});
+    d.by_cookie.emplace(cookie, link.name);
+    if (child && child->dir) {
+      ++d.subdirs;
+      Recount(dir);
+    }
+    return;
+  }
+  Dir::Slot& slot = it->second;
+  if (slot.ino == ino) {
+    slot.version = link.version;
+    return;
+  }
+  // Two inodes claim the name: the older link keeps it (then the lower inode number).
+  const bool incoming_wins =
+      link.version < slot.version || (link.version == slot.version && ino < slot.ino);
+  NameConflict c{dir->ino, link.name, incoming_wins ? ino : slot.ino,
+                 incoming_wins ? slot.ino : ino};
+  conflicts_.push_back(c);
+  auto& losers = contenders_[{dir->ino, link.name}];
+  if (std::find(losers.begin(), losers.end(), c.loser) == losers.end()) losers.push_back(c.loser);
+  if (!incoming_wins) return;
+  Inode* old = Find(slot.ino);
+  if (old && old->dir) --d.subdirs;
+  if (child && child->dir) ++d.subdirs;
+  slot.ino = ino;
+  slot.version = link.version;
+  Recount(dir);
+}
+
+void InodeTable::Unindex(Inode* dir, std::string_view name, std::uint64_t ino) {
+  Dir& d = *dir->dir;
+  auto it = d.by_name.find(name);
+  if (it == d.by_name.end() || it->second.ino != ino) return;
+  Inode* child = Find(ino);
+  if (child && child->dir && d.subdirs > 0) --d.subdirs;
+  d.by_cookie.erase(it->second.cookie);
+  d.by_name.erase(it);
+  Recount(dir);
+  // Another inode that also links here (it lost a conflict) gets the name now.
+  if (contenders_.empty()) return;
+  auto c = contenders_.find({dir->ino, std::string(name)});
+  if (c == contenders_.end()) return;
+  std::vector<std::uint64_t> losers = std::move(c->second);
+  contenders_.erase(c);
+  for (std::uint64_t other_ino : losers) {
+    Inode* other = Find(other_ino);
+    if (!other) continue;
+    for (const InodeLink& l : other->links) {
+      if (l.parent == dir->ino && l.name == name) Index(dir, l, other_ino);
+    }
+  }
+}
+
+void InodeTable::AddLink(Inode* dir, std::string_view name, Inode* child, const Version& v) {
+  InodeLink link{dir->ino, std::string(name), v};
+  child->links.push_back(link);
+  Index(dir, link, child->ino);
+  Recount(child);
+}
+
+Inode* InodeTable::RemoveLink(Inode* dir, std::string_view name) {
+  if (!dir->dir) return nullptr;
+  auto it = dir->dir->by_name.find(name);
+  if (it == dir->dir->by_name.end()) return nullptr;
+  const std::uint64_t ino = it->second.ino;
+  Inode* child = Find(ino);
+  if (child) {
+    auto l = std::find_if(child->links.begin(), child->links.end(), [&](const InodeLink& k) {
+      return k.parent == dir->ino && k.name == name;
+    });
+    if (l != child->links.end()) child->links.erase(l);
+  }
+  // Without the name's inode in the table the slot still goes.
+  if (child) {
+    Unindex(dir, name, ino);
+    Recount(child);
+  } else {
+    dir->dir->by_cookie.erase(it->second.cookie);
+    dir->dir->by_name.erase(it);
+  }
+  return child;
+}
+
+Inode* InodeTable::ReplaceLink(Inode* dir, std::string_view name, Inode* child,
+                               const Version& v) {
+  auto it = dir->dir->by_name.find(name);
+  if (it == dir->dir->by_name.end()) {
+    AddLink(dir, name, child, v);
+    return nullptr;
+  }
+  Dir::Slot& slot = it->second;
+  Inode* old = Find(slot.ino);
+  if (old) {
+    auto l = std::find_if(old->links.begin(), old->links.end(), [&](const InodeLink& k) {
+      return k.parent == dir->ino && k.name == name;
+    });
+    if (l != old->links.end()) old->links.erase(l);
+    if (old->dir && dir->dir->subdirs > 0) --dir->dir->subdirs;
+    Recount(old);
+  }
+  slot.ino = child->ino;
+  slot.version = v;
+  if (child->dir) ++dir->dir->subdirs;
+  child->links.push_back(InodeLink{dir->ino, std::string(name), v});
+  Recount(child);
+  Recount(dir);
+  return old;
+}
+
+std::vector<NameConflict> InodeTable::Reindex() {
+  // Old cookies of names that stay, so that a readdir in progress neither skips nor repeats.
+  std::unordered_map<std::uint64_t, std::map<std::string, std::uint64_t, std::less<>>> cookies;
+  std::unordered_map<std::uint64_t, std::uint64_t> next_cookie;
+  for (auto& [ino, inode] : inodes_) {
+    if (!inode->dir) continue;
+    auto& c = cookies[ino];
+    for (const auto& [name, slot] : inode->dir->by_name) c[name] = slot.cookie;
+    next_cookie[ino] = inode->dir->next_cookie;
+    inode->dir = std::make_unique<Dir>();
+  }
+  contenders_.clear();
+  for (auto& [ino, inode] : inodes_) {
+    for (const InodeLink& l : inode->links) {
+      Inode* dir = Find(l.parent);
+      if (!dir || !dir->dir) continue;  // a name in a directory this box does not know
+      Index(dir, l, ino);
+    }
+  }
+  for (auto& [ino, inode] : inodes_) {
+    if (inode->dir) {
+      // Reuse old cookies; new names get cookies after every old one.
+      Dir& d = *inode->dir;
+      const auto& old = cookies[ino];
+      std::uint64_t next = std::max<std::uint64_t>(next_cookie[ino], 3);
+      std::map<std::uint64_t, std::string> by_cookie;
+      for (auto& [name, slot] : d.by_name) {
+        auto o = old.find(name);
+        slot.cookie = o != old.end() ? o->second : next++;
+        by_cookie.emplace(slot.cookie, name);
+      }
+      d.by_cookie = std::move(by_cookie);
+      d.next_cookie = next;
+    }
+    Recount(inode.get());
+  }
+  return TakeConflicts();
+}
+
+std::vector<NameConflict> InodeTable::TakeConflicts() {
+  std::vector<NameConflict> out;
+  out.swap(conflicts_);
+  return out;
+}
+
+proto::InodeRecord InodeTable::ToRecord(const Inode& inode, std::uint32_t chunk_size) {
+  proto::InodeRecord rec;
+  rec.set_ino(inode.ino);
+  rec.set_mode(inode.mode);
+  rec.set_uid(inode.uid);
+  rec.set_gid(inode.gid);
+  rec.set_size(inode.size);
+  rec.set_nlink(inode.nlink);
+  rec.set_atime_ns(inode.atime);
+  rec.set_mtime_ns(inode.mtime);
+  rec.set_ctime_ns(inode.ctime);
+  rec.set_rdev(inode.rdev);
+  rec.set_symlink(inode.symlink);
+  rec.set_chunk_size(chunk_size);
+  ToProto(inode.version, rec.mutable_version());
+  for (const auto& id : inode.chunks) {
+    const bool hole = std::all_of(id.begin(), id.end(), [](std::uint8_t b) { return b == 0; });
+    rec.add_chunks(hole ? std::string() : std::string(crypto::IdBytes(id)));
+  }
+  for (const InodeLink& l : inode.links) {
+    auto* out = rec.add_links();
+    out->set_parent(l.parent);
+    out->set_name(l.name);
+    ToProto(l.version, out->mutable_version());
+  }
+  return rec;
+}
+
+std::unique_ptr<Inode> InodeTable::FromRecord(const proto::InodeRecord& rec) {
+  auto inode = std::make_unique<Inode>();
+  inode->ino = rec.ino();
+  inode->mode = rec.mode();
+  inode->uid = rec.uid();
+  inode->gid = rec.gid();
+  inode->rdev = rec.rdev();
+  inode->size = rec.size();
+  inode->atime = rec.atime_ns();
+  inode->mtime = rec.mtime_ns();
+  inode->ctime = rec.ctime_ns();
+  inode->symlink = rec.symlink();
+  inode->version = FromProto(rec.version());
+  inode->nlink = rec.nlink();
+  for (const auto& c : rec.chunks()) inode->chunks.push_back(crypto::IdFromBytes(c).value_or(crypto::ObjectId{}));
+  for (const auto& l : rec.links()) inode->links.push_back(InodeLink{l.parent(), l.name(), FromProto(l.version())});
+  if (S_ISDIR(inode->mode)) inode->dir = std::make_unique<Dir>();
+  return inode;
+}
+
+Applied InodeTable::Apply(const proto::InodeRecord& record) {
+  Applied out;
+  const Version v = FromProto(record.version());
+  Inode* local = Find(record.ino());
+  if (local && !(local->version < v)) return out;
+  out.changed = true;
+  std::unique_ptr<Inode> incoming = FromRecord(record);
+  std::vector<InodeLink> old_links;
+  if (local) {
+    old_links = local->links;
+    out.data = local->size != incoming->size || local->chunks != incoming->chunks;
+    for (const InodeLink& l : old_links) {
+      if (std::find(incoming->links.begin(), incoming->links.end(), l) != incoming->links.end())
+        continue;
+      if (Inode* dir = Find(l.parent); dir && dir->dir) {
+        Unindex(dir, l.name, local->ino);
+        out.names_gone.emplace_back(l.parent, l.name);
+      }
+    }
+    local->mode = incoming->mode;
+    local->uid = incoming->uid;
+    local->gid = incoming->gid;
+    local->rdev = incoming->rdev;
+    local->size = incoming->size;
+    local->atime = incoming->atime;
+    local->mtime = incoming->mtime;
+    local->ctime = incoming->ctime;
+    local->chunks = std::move(incoming->chunks);
+    local->symlink = std::move(incoming->symlink);
+    local->links = std::move(incoming->links);
+    local->version = v;
+    local->dirty.clear();  // the newer record wins over writes not yet taken here
+    if (S_ISDIR(local->mode) && !local->dir) local->dir = std::make_unique<Dir>();
+  } else {
+    out.data = true;
+    local = Insert(std::move(incoming));
+  }
+  for (const InodeLink& l : local->links) {
+    if (std::find(old_links.begin(), old_links.end(), l) != old_links.end()) continue;
+    if (Inode* dir = Find(l.parent); dir && dir->dir) {
+      Index(dir, l, local->ino);
+      out.names_added.emplace_back(l.parent, l.name);
+    }
+  }
+  Recount(local);
+  return out;
+}
+
+Applied InodeTable::ApplyDelete(std::uint64_t ino, const Version& v) {
+  Applied out;
+  Inode* local = Find(ino);
+  if (!local || !(local->version < v) || ino == kRootIno) return out;
+  out.changed = true;
+  for (const InodeLink& l : local->links) {
+    if (Inode* dir = Find(l.parent); dir && dir->dir) {
+      Unindex(dir, l.name, ino);
+      out.names_gone.emplace_back(l.parent, l.name);
+    }
+  }
+  local->links.clear();
+  local->version = v;
+  local->dirty.clear();
+  local->nlink = 0;
+  return out;
+}
+
+}  // namespace coffer::fs
