@@ -436,6 +436,11 @@ TEST_F(KeytoolTest, ConfigFileSetsDefaults) {
   RunResult r = Keytool({"--config", dir_ / "keytool.toml", "init", "--passfile", dir_ / "pass"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(Keytool({"show", "-k", key}).out, HasSubstr("N=2^11"));
+  // Subcommands without --scrypt-logn work with the same config file.
+  r = Keytool({"--config", dir_ / "keytool.toml", "curve-keygen", "--out", dir_ / "c"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Keytool({"--config", dir_ / "keytool.toml", "show"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
   WriteTextFile(dir_ / "bad.toml", "keyfile = \"x\"\nscrypt_lgon = 11\n");
   r = Keytool({"--config", dir_ / "bad.toml", "show"});
   EXPECT_EQ(r.exit_code, 78);
