@@ -167,6 +167,14 @@ bool CommitPipeline::InOutbox(const crypto::ObjectId& id) const {
   return outbox_.count(id) != 0;
 }
 
+std::optional<crypto::ObjectVersion> CommitPipeline::PendingVersion(
+    const crypto::ObjectId& id) const {
+  std::lock_guard lock(mu_);
+  auto it = outbox_.find(id);
+  if (it == outbox_.end() || it->second.pending.empty()) return std::nullopt;
+  return it->second.pending.back().version;
+}
+
 int CommitPipeline::sticky_error() const {
   std::lock_guard lock(mu_);
   return sticky_error_;

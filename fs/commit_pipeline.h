@@ -141,6 +141,8 @@ class CommitPipeline {
   void QueueLocal(Mutation m);
   // True when a version of `id` is not yet acknowledged by W nodes.
   bool InOutbox(const crypto::ObjectId& id) const;
+  // The newest version of `id` this box wrote that W nodes have not yet acknowledged.
+  std::optional<crypto::ObjectVersion> PendingVersion(const crypto::ObjectId& id) const;
   PipelineStatus status() const;
   // One replay round now (tests): returns the versions still pending afterwards.
   std::size_t ReplayNow();

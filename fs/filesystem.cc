@@ -2,6 +2,7 @@
 #include "fs/filesystem.h"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/statvfs.h>
 
@@ -19,21 +20,6 @@
 namespace coffer::fs {
 
 namespace {
-
-timespec ToTimespec(std::int64_t ns) {
-  timespec ts;
-  ts.tv_sec = ns / 1000000000;
-  ts.tv_nsec = ns % 1000000000;
-  if (ts.tv_nsec < 0) {
-    ts.tv_nsec += 1000000000;
-    ts.tv_sec -= 1;
-  }
-  return ts;
-}
-
-std::int64_t FromTimespec(const timespec& ts) {
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
 
 const crypto::NameKey& FirstNameKey(const crypto::Keyring& keys) {
   const crypto::DerivedKeys* first = keys.Find(1);
@@ -193,7 +179,7 @@ void Filesystem::Initialise() {
     auto root = std::make_unique<Inode>();
     root->ino = kRootIno;
     root->mode = S_IFDIR | 0755;
-    root->atime = root->mtime = root->ctime = WallNs();
+    root->atime = root->mtime = root->ctime = Timestamp::Now();
     Inode* r = table_.Insert(std::move(root));
     r->nlink = 2;
     Touch(r);
@@ -272,10 +258,12 @@ void Filesystem::Touch(Inode* inode) {
   pipeline_->Touched();
 }
 
-void Filesystem::TouchDir(Inode* dir, std::int64_t now) {
-  // Always move the mtime forward, even within one clock tick: Dovecot and others detect new
-  // mail by a changed directory mtime.
-  dir->mtime = std::max(now, dir->mtime + 1);
+void Filesystem::TouchDir(Inode* dir, Timestamp now) {
+  // The mtime moves forward on every change, even twice within one clock tick: Dovecot and
+  // others detect new mail by a changed directory mtime. A time set ahead of the clock (by
+  // utimensat) is replaced by now, as on a local filesystem.
+  const std::int64_t ahead = dir->mtime.NsSince(now);
+  dir->mtime = ahead >= 0 && ahead < 1000000000 ? dir->mtime.Next() : now;
   dir->ctime = dir->mtime;
   Touch(dir);
 }
@@ -340,9 +328,9 @@ void Filesystem::Stat(const Inode& inode, struct stat* out) const {
   out->st_blksize = static_cast<blksize_t>(chunk_size_);
   out->st_blocks = static_cast<blkcnt_t>((inode.size + 511) / 512);
   out->st_rdev = inode.rdev;
-  out->st_atim = ToTimespec(inode.atime);
-  out->st_mtim = ToTimespec(inode.mtime);
-  out->st_ctim = ToTimespec(inode.ctime);
+  out->st_atim = inode.atime.ToTimespec();
+  out->st_mtim = inode.mtime.ToTimespec();
+  out->st_ctim = inode.ctime.ToTimespec();
 }
 
 Inode* Filesystem::DirFor(std::uint64_t ino, int* err) {
@@ -377,7 +365,7 @@ int Filesystem::DirForNewEntry(std::uint64_t parent, std::string_view name, Inod
 }
 
 Inode* Filesystem::NewInode(mode_t mode, const Context& ctx, Inode* parent) {
-  Inode* inode = table_.Create(mode, ctx.uid, ctx.gid, WallNs());
+  Inode* inode = table_.Create(mode, ctx.uid, ctx.gid, Timestamp::Now());
   if (parent->mode & S_ISGID) {  // BSD group semantics of setgid directories
     inode->gid = parent->gid;
     if (S_ISDIR(mode)) inode->mode |= S_ISGID;
@@ -474,6 +462,21 @@ bool Filesystem::PrepareWrite(std::unique_lock<std::mutex>& lock, std::uint64_t 
   }
 }
 
+void Filesystem::KillPriv(Inode* inode, const Context& ctx) {
+  if (!(inode->mode & (S_ISUID | S_ISGID)) || ctx.uid == 0) return;
+  // Root stands for CAP_FSETID here (a request carries no capabilities).
+  std::uint32_t kill = inode->mode & S_ISUID;
+  if (inode->mode & S_ISGID) {
+    bool in_group = ctx.gid == inode->gid;
+    if (!in_group && ctx.groups) {
+      const std::vector<gid_t> groups = ctx.groups();
+      in_group = std::find(groups.begin(), groups.end(), inode->gid) != groups.end();
+    }
+    if ((inode->mode & S_IXGRP) || !in_group) kill |= S_ISGID;
+  }
+  inode->mode &= ~kill;
+}
+
 // ---- Durability and rollback ----
 
 int Filesystem::WaitDurable(std::unique_lock<std::mutex>& lock) {
@@ -526,7 +529,7 @@ void Filesystem::AddUndo(Undo undo) {
 
 void Filesystem::ApplyUndo(std::uint64_t seq) {
   std::lock_guard lock(mu_);
-  const std::int64_t now = WallNs();
+  const Timestamp now = Timestamp::Now();
   // Newest first; a change made since (by this box) is left alone.
   for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
     const Undo& u = *it;
@@ -600,6 +603,17 @@ void Filesystem::ApplyUndo(std::uint64_t seq) {
 
 // ---- Records from the nodes ----
 
+std::optional<Version> Filesystem::LocalVersion(const crypto::ObjectId& id) {
+  // What this box holds of the record, or has written of it and not yet seen acknowledged (a
+  // delete is not in the table any more, but its tombstone may still be on its way).
+  std::optional<Version> v;
+  const std::uint64_t ino = RecordIds::InoOf(id);
+  if (const Inode* inode = table_.Find(ino)) v = inode->version;
+  if (auto d = deleted_inodes_.find(ino); d != deleted_inodes_.end()) v = std::max(v.value_or(Version{}), d->second);
+  if (auto p = pipeline_->PendingVersion(id)) v = std::max(v.value_or(Version{}), *p);
+  return v;
+}
+
 std::size_t Filesystem::ApplyRemote(const std::vector<RemoteRecord>& records) {
   std::lock_guard lock(mu_);
   std::size_t applied = 0;
@@ -608,6 +622,7 @@ std::size_t Filesystem::ApplyRemote(const std::vector<RemoteRecord>& records) {
     hlc_.Observe(rec.version.hlc);
     if (rec.kind != RecordIds::Kind::kInode) continue;
     const std::uint64_t ino = RecordIds::InoOf(rec.id);
+    if (auto local = LocalVersion(rec.id); local && !(*local < rec.version)) continue;
     Applied a;
     if (rec.tombstone) {
       a = table_.ApplyDelete(ino, rec.version);
@@ -658,15 +673,11 @@ std::size_t Filesystem::ApplyRemote(const std::vector<RemoteRecord>& records) {
 CatchUpResult Filesystem::CatchUp() {
   if (!remote_) return {};
   const proto::FeedCursors from = recovery_->SavedCursors();
-  ChangesRead read = recovery_->ReadChanges(from, [this](const crypto::ObjectId& id)
-                                                      -> std::optional<Version> {
-    if (id == RecordIds::Meta()) return Version{UINT64_MAX, UINT64_MAX};  // written once
-    if (ids_.Classify(id) != RecordIds::Kind::kInode) return std::nullopt;
+  ChangesRead read = recovery_->ReadChanges(from, [this](const crypto::ObjectId& id) {
+    if (id == RecordIds::Meta()) return std::optional<Version>(Version{UINT64_MAX, UINT64_MAX});
+    if (ids_.Classify(id) != RecordIds::Kind::kInode) return std::optional<Version>();
     std::lock_guard lock(mu_);
-    const std::uint64_t ino = RecordIds::InoOf(id);
-    if (const Inode* inode = table_.Find(ino)) return inode->version;
-    if (auto d = deleted_inodes_.find(ino); d != deleted_inodes_.end()) return d->second;
-    return std::nullopt;
+    return LocalVersion(id);
   });
   read.result.applied = ApplyRemote(read.records);
   if (read.cursors.SerializeAsString() != from.SerializeAsString()) {
@@ -726,7 +737,8 @@ int Filesystem::GetAttr(std::uint64_t ino, struct stat* out) {
   return 0;
 }
 
-int Filesystem::SetAttr(std::uint64_t ino, const SetAttrRequest& req, struct stat* out) {
+int Filesystem::SetAttr(std::uint64_t ino, const SetAttrRequest& req, struct stat* out,
+                        const Context& ctx) {
   COFFER_LOCK;
   COFFER_WRITABLE;
   Inode* inode = table_.Find(ino);
@@ -738,14 +750,17 @@ int Filesystem::SetAttr(std::uint64_t ino, const SetAttrRequest& req, struct sta
     if (!PrepareWrite(lock, ino, *req.size, *req.size)) return ENOENT;
     inode = table_.Find(ino);
     Truncate(inode, *req.size);
+    if (!req.mode) KillPriv(inode, ctx);
   }
-  const std::int64_t now = WallNs();
+  const Timestamp now = Timestamp::Now();
   if (req.size) inode->mtime = now;
   if (req.mode) inode->mode = (inode->mode & S_IFMT) | (*req.mode & 07777);
   if (req.uid) inode->uid = *req.uid;
   if (req.gid) inode->gid = *req.gid;
-  if (req.atime) inode->atime = req.atime->tv_nsec == UTIME_NOW ? now : FromTimespec(*req.atime);
-  if (req.mtime) inode->mtime = req.mtime->tv_nsec == UTIME_NOW ? now : FromTimespec(*req.mtime);
+  if (req.atime)
+    inode->atime = req.atime->tv_nsec == UTIME_NOW ? now : Timestamp::FromTimespec(*req.atime);
+  if (req.mtime)
+    inode->mtime = req.mtime->tv_nsec == UTIME_NOW ? now : Timestamp::FromTimespec(*req.mtime);
   inode->ctime = now;
   Touch(inode);
   Stat(*inode, out);
@@ -812,7 +827,7 @@ int Filesystem::Unlink(std::uint64_t parent, std::string_view name) {
   if (child && child->is_dir()) return EISDIR;
   // Applied at once, never fails for node reasons (DESIGN.md): the removal reaches the nodes
   // within the commit interval or with the next operation that waits.
-  const std::int64_t now = WallNs();
+  const Timestamp now = Timestamp::Now();
   table_.RemoveLink(dir, name);
   TouchDir(dir, now);
   if (child) {
@@ -837,7 +852,7 @@ int Filesystem::RmDir(std::uint64_t parent, std::string_view name) {
   Inode* child = table_.Find(*found);
   if (!child || !child->is_dir()) return ENOTDIR;
   if (!child->dir->by_name.empty()) return ENOTEMPTY;
-  const std::int64_t now = WallNs();
+  const Timestamp now = Timestamp::Now();
   table_.RemoveLink(dir, name);
   TouchDir(dir, now);
   child->ctime = now;
@@ -869,11 +884,13 @@ int Filesystem::Symlink(std::string_view target, std::uint64_t parent, std::stri
 }
 
 int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_t new_parent,
-                       std::string_view new_name, unsigned flags) {
+                       std::string_view new_name, unsigned flags, const Context& ctx) {
   COFFER_LOCK;
   COFFER_WRITABLE;
-  if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
+  if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT))
+    return EINVAL;
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return EINVAL;
+  if ((flags & RENAME_WHITEOUT) && (flags & RENAME_EXCHANGE)) return EINVAL;
   int err = 0;
   Inode* src_dir = DirFor(parent, &err);
   if (err) return err;
@@ -898,7 +915,7 @@ int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_
   };
   if (src->is_dir() && below(dst_dir, src)) return EINVAL;
   if ((flags & RENAME_EXCHANGE) && dst->is_dir() && below(src_dir, dst)) return EINVAL;
-  const std::int64_t now = WallNs();
+  const Timestamp now = Timestamp::Now();
   if (flags & RENAME_EXCHANGE) {
     table_.RemoveLink(src_dir, name);
     table_.RemoveLink(dst_dir, new_name);
@@ -921,6 +938,12 @@ int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_
   AddUndo(Undo{Undo::kRename, 0, dst_dir->ino, std::string(new_name), src->ino, src_dir->ino,
                std::string(name), dst && !dst->is_dir() ? dst->ino : 0});
   table_.RemoveLink(src_dir, name);
+  if (flags & RENAME_WHITEOUT) {
+    // The old name becomes a whiteout: a character device 0:0 (overlay filesystems use it).
+    Inode* w = NewInode(S_IFCHR, ctx, src_dir);
+    w->rdev = 0;
+    table_.AddLink(src_dir, name, w, w->version);
+  }
   if (dst) {
     table_.ReplaceLink(dst_dir, new_name, src, Tick());  // the name keeps its readdir cookie
     dst->ctime = now;
@@ -951,7 +974,7 @@ int Filesystem::Link(std::uint64_t ino, std::uint64_t new_parent, std::string_vi
   if (table_.Lookup(*dir, new_name)) return EEXIST;
   if (inode->links.empty()) return ENOENT;
   if (inode->nlink >= 65000) return EMLINK;
-  const std::int64_t now = WallNs();
+  const Timestamp now = Timestamp::Now();
   table_.AddLink(dir, new_name, inode, Tick());
   inode->ctime = now;
   Touch(inode);
@@ -987,13 +1010,14 @@ int Filesystem::Open(std::uint64_t ino, int flags, std::uint64_t* fh) {
   if (!inode) return ENOENT;
   if (inode->is_dir()) return EISDIR;
   if (S_ISLNK(inode->mode)) return ELOOP;
-  if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && S_ISREG(inode->mode)) {
+  // O_TRUNC truncates whatever the access mode (Linux; the kernel checked write permission).
+  if ((flags & O_TRUNC) && S_ISREG(inode->mode)) {
     COFFER_WRITABLE;
     if (inode->size != 0 || !inode->chunks.empty() || !inode->dirty.empty()) {
       Truncate(inode, 0);
     }
     // open(2) with O_TRUNC sets mtime and ctime even when the file was empty.
-    inode->mtime = inode->ctime = WallNs();
+    inode->mtime = inode->ctime = Timestamp::Now();
     Touch(inode);
   }
   ++inode->opens;
@@ -1018,7 +1042,7 @@ int Filesystem::Read(std::uint64_t ino, std::uint64_t /*fh*/, std::uint64_t offs
 }
 
 int Filesystem::Write(std::uint64_t ino, std::uint64_t fh, std::uint64_t offset,
-                      std::string_view data, std::size_t* written) {
+                      std::string_view data, std::size_t* written, const Context& ctx) {
   COFFER_LOCK;
   *written = 0;
   COFFER_WRITABLE;
@@ -1034,11 +1058,12 @@ int Filesystem::Write(std::uint64_t ino, std::uint64_t fh, std::uint64_t offset,
   inode = table_.Find(ino);
   if (handle = handles_.find(fh); handle != handles_.end() && (handle->second.flags & O_APPEND) &&
                                   offset != inode->size) {
-    return Write(ino, fh, inode->size, data, written);  // the file grew while loading
+    return Write(ino, fh, inode->size, data, written, ctx);  // the file grew while loading
   }
+  KillPriv(inode, ctx);
   const std::vector<std::uint64_t> full = file_data::Write(inode, chunk_size_, offset, data);
   pending_bytes_ += data.size();
-  inode->mtime = inode->ctime = WallNs();
+  inode->mtime = inode->ctime = Timestamp::Now();
   Touch(inode);
   for (std::uint64_t idx : full) FreezeChunk(inode, idx);
   if (inode->dirty.size() > 16) FreezeAll(inode);
@@ -1052,6 +1077,42 @@ int Filesystem::Write(std::uint64_t ino, std::uint64_t fh, std::uint64_t offset,
     lock.lock();
     return rc;
   }
+  return 0;
+}
+
+int Filesystem::Fallocate(std::uint64_t ino, std::uint64_t fh, int mode, std::uint64_t offset,
+                          std::uint64_t length) {
+  COFFER_LOCK;
+  COFFER_WRITABLE;
+  Inode* inode = table_.Find(ino);
+  if (!inode) return ENOENT;
+  if (!S_ISREG(inode->mode)) return inode->is_dir() ? EISDIR : ENODEV;
+  const std::uint64_t end = offset + length;
+  if (length == 0 || end < offset) return EINVAL;
+  if (end > file_data::kMaxFileSize) return EFBIG;
+  // Nothing is allocated ahead here (chunks are written when data is): mode 0 only extends the
+  // size; KEEP_SIZE changes nothing; PUNCH_HOLE zeroes the range.
+  if (mode == 0) {
+    if (end <= inode->size) return 0;
+    if (!PrepareWrite(lock, ino, end, end)) return ENOENT;
+    inode = table_.Find(ino);
+    Truncate(inode, end);  // up: zeros
+  } else if (mode == FALLOC_FL_KEEP_SIZE) {
+    // Nothing to allocate; the times move as on a local filesystem.
+  } else if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+    const std::uint64_t stop = std::min(end, inode->size);
+    if (offset >= stop) return 0;
+    std::size_t written = 0;
+    lock.unlock();
+    // Not through `fh`: an O_APPEND descriptor must not move the zeros to the end.
+    (void)fh;
+    return Write(ino, 0, offset, std::string(stop - offset, '\0'), &written);
+  } else {
+    return EOPNOTSUPP;
+  }
+  const Timestamp now = Timestamp::Now();
+  inode->mtime = inode->ctime = now;
+  Touch(inode);
   return 0;
 }
 

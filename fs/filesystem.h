@@ -89,6 +89,8 @@ struct Options {
 struct Context {
   uid_t uid = 0;
   gid_t gid = 0;
+  // The caller's supplementary groups, looked up only when needed (empty function: none).
+  std::function<std::vector<gid_t>()> groups;
 };
 
 // Which attributes SetAttr changes.
@@ -132,7 +134,9 @@ class Filesystem {
   int Lookup(std::uint64_t parent, std::string_view name, struct stat* out);
   void Forget(std::uint64_t ino, std::uint64_t nlookup);
   int GetAttr(std::uint64_t ino, struct stat* out);
-  int SetAttr(std::uint64_t ino, const SetAttrRequest& req, struct stat* out);
+  // A truncation by someone other than root clears setuid/setgid as Write does.
+  int SetAttr(std::uint64_t ino, const SetAttrRequest& req, struct stat* out,
+              const Context& ctx = {});
   int ReadLink(std::uint64_t ino, std::string* out);
   int MkNod(std::uint64_t parent, std::string_view name, mode_t mode, dev_t rdev,
             const Context& ctx, struct stat* out);
@@ -142,9 +146,9 @@ class Filesystem {
   int RmDir(std::uint64_t parent, std::string_view name);
   int Symlink(std::string_view target, std::uint64_t parent, std::string_view name,
               const Context& ctx, struct stat* out);
-  // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE.
+  // flags: 0, RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT (`ctx` owns the whiteout).
   int Rename(std::uint64_t parent, std::string_view name, std::uint64_t new_parent,
-             std::string_view new_name, unsigned flags);
+             std::string_view new_name, unsigned flags, const Context& ctx = {});
   int Link(std::uint64_t ino, std::uint64_t new_parent, std::string_view new_name,
            struct stat* out);
   // Creates and opens a regular file (O_EXCL semantics: EEXIST if the name exists).
@@ -155,8 +159,14 @@ class Filesystem {
   // Reads up to `size` bytes at `offset` into `out` (short at end of file).
   int Read(std::uint64_t ino, std::uint64_t fh, std::uint64_t offset, std::size_t size,
            std::string* out);
+  // A write by someone other than root clears setuid, and setgid when the file is group-
+  // executable or the writer is not in its group (Linux's rule; FUSE leaves it to us).
   int Write(std::uint64_t ino, std::uint64_t fh, std::uint64_t offset, std::string_view data,
-            std::size_t* written);
+            std::size_t* written, const Context& ctx = {});
+  // fallocate(2): mode 0 (extend), FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE|KEEP_SIZE; others
+  // EOPNOTSUPP.
+  int Fallocate(std::uint64_t ino, std::uint64_t fh, int mode, std::uint64_t offset,
+                std::uint64_t length);
   int Flush(std::uint64_t ino, std::uint64_t fh);
   int Release(std::uint64_t ino, std::uint64_t fh);
   int Fsync(std::uint64_t ino, bool datasync);
@@ -211,11 +221,13 @@ class Filesystem {
   // Takes the open batch (the pipeline's take hook).
   ChangeSet TakeBatch(std::uint64_t seq);
   void ApplyUndo(std::uint64_t seq);  // the pipeline's failed hook
+  // The newest version of an inode record this box holds or has written (mu_ held).
+  std::optional<Version> LocalVersion(const crypto::ObjectId& id);
 
   // Helpers; mu_ held.
   Version Tick();                 // a new version of this box
   void Touch(Inode* inode);       // the inode's record changed: new version, in the open batch
-  void TouchDir(Inode* dir, std::int64_t now);
+  void TouchDir(Inode* dir, Timestamp now);
   Inode* DirFor(std::uint64_t ino, int* err);
   int CheckName(std::string_view name) const;
   // The directory `parent` where `name` is to be created, or the errno a local filesystem
@@ -228,6 +240,8 @@ class Filesystem {
   void FreezeAll(Inode* inode);
   void Truncate(Inode* inode, std::uint64_t size);
   void Stat(const Inode& inode, struct stat* out) const;
+  // Clears setuid/setgid after a write or truncation by `ctx` (Linux's rule).
+  void KillPriv(Inode* inode, const Context& ctx);
   void AddUndo(Undo undo);
   // Durability. `lock` is released while waiting and held again on return.
   int WaitDurable(std::unique_lock<std::mutex>& lock);

@@ -56,7 +56,18 @@ int Call(fuse_req_t req, Fn&& fn, bool honour_play_dead = true) noexcept {
 
 Context Ctx(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Context{c->uid, c->gid};
+  Context ctx{c->uid, c->gid, {}};
+  ctx.groups = [req] {
+    std::vector<gid_t> groups(64);
+    int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+    if (n > static_cast<int>(groups.size())) {
+      groups.resize(static_cast<std::size_t>(n));
+      n = fuse_req_getgroups(req, n, groups.data());
+    }
+    groups.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    return groups;
+  };
+  return ctx;
 }
 
 void ReplyEntry(fuse_req_t req, int err, const struct stat& st) {
@@ -79,6 +90,8 @@ void Init(void* userdata, fuse_conn_info* conn) {
   // Locks are left to the kernel (local to this mount, which is the only way in).
   conn->want &= ~FUSE_CAP_POSIX_LOCKS;
   conn->want &= ~FUSE_CAP_FLOCK_LOCKS;
+  // FUSE_CAP_HANDLE_KILLPRIV stays on: cofferfs clears setuid/setgid on write itself, with the
+  // current rule (the kernel's own FUSE fallback knows only the older one).
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   conn->max_write = 1 << 20;
@@ -138,7 +151,7 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
     } else if (to_set & FUSE_SET_ATTR_MTIME) {
       r.mtime = attr->st_mtim;
     }
-    return G(req)->fs->SetAttr(ino, r, &st);
+    return G(req)->fs->SetAttr(ino, r, &st, Ctx(req));
   });
   if (err) {
     fuse_reply_err(req, err);
@@ -186,7 +199,7 @@ void Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* na
 void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
             const char* newname, unsigned int flags) {
   fuse_reply_err(req, Call(req, [&] {
-    return G(req)->fs->Rename(parent, name, newparent, newname, flags);
+    return G(req)->fs->Rename(parent, name, newparent, newname, flags, Ctx(req));
   }));
 }
 
@@ -249,13 +262,22 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   std::size_t written = 0;
   int err = Call(req, [&] {
     return G(req)->fs->Write(ino, fi->fh, static_cast<std::uint64_t>(off),
-                             std::string_view(buf, size), &written);
+                             std::string_view(buf, size), &written, Ctx(req));
   });
   if (err) {
     fuse_reply_err(req, err);
   } else {
     fuse_reply_write(req, written);
   }
+}
+
+void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+               fuse_file_info* fi) {
+  fuse_reply_err(req, Call(req, [&] {
+    if (offset < 0 || length <= 0) return EINVAL;
+    return G(req)->fs->Fallocate(ino, fi->fh, mode, static_cast<std::uint64_t>(offset),
+                                 static_cast<std::uint64_t>(length));
+  }));
 }
 
 void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -360,6 +382,7 @@ int ServeFuse(Filesystem* fs, PlayDead* play_dead, const MountOptions& options,
     o.read = Read;
     o.write = Write;
     o.flush = Flush;
+    o.fallocate = Fallocate;
     o.release = Release;
     o.fsync = Fsync;
     o.opendir = OpenDir;
@@ -371,7 +394,9 @@ int ServeFuse(Filesystem* fs, PlayDead* play_dead, const MountOptions& options,
   }();
 
   Glue glue{fs, play_dead, &options};
-  std::string mount_opts = "fsname=" + options.state_dir + ",subtype=cofferfs,default_permissions";
+  // noatime: an access time would cost a replicated record write per message read.
+  std::string mount_opts =
+      "fsname=" + options.state_dir + ",subtype=cofferfs,default_permissions,noatime";
   if (options.allow_other) mount_opts += ",allow_other";
   if (options.read_only) mount_opts += ",ro";
   std::vector<std::string> arg_strings = {"cofferfs", "-o", mount_opts};

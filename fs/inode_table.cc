@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 namespace coffer::fs {
@@ -16,7 +17,64 @@ void ToProto(const Version& v, proto::Version* out) {
   out->set_box_id(v.box_id);
 }
 
+void ToProtoTime(const Timestamp& t, std::int64_t* ns, std::int64_t* sec, std::uint32_t* nsec) {
+  // The nanosecond field too, saturated, so that a record reads sensibly either way.
+  constexpr std::int64_t kMax = INT64_MAX / 1000000000 - 1;
+  *ns = t.sec > kMax ? INT64_MAX : t.sec < -kMax ? INT64_MIN : t.sec * 1000000000 + t.nsec;
+  *sec = t.sec;
+  *nsec = t.nsec;
+}
+
+Timestamp FromProtoTime(std::int64_t ns, std::int64_t sec, std::uint32_t nsec) {
+  if (sec != 0 || nsec != 0) return Timestamp{sec, std::min<std::uint32_t>(nsec, 999999999)};
+  // Records before the separate fields: nanoseconds since the epoch.
+  std::int64_t s = ns / 1000000000, n = ns % 1000000000;
+  if (n < 0) {
+    n += 1000000000;
+    s -= 1;
+  }
+  return Timestamp{s, static_cast<std::uint32_t>(n)};
+}
+
 }  // namespace
+
+Timestamp Timestamp::Now() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return FromTimespec(ts);
+}
+
+Timestamp Timestamp::FromTimespec(const timespec& ts) {
+  std::int64_t sec = ts.tv_sec, nsec = ts.tv_nsec;
+  if (nsec < 0 || nsec >= 1000000000) {
+    sec += nsec / 1000000000;
+    nsec %= 1000000000;
+    if (nsec < 0) {
+      nsec += 1000000000;
+      sec -= 1;
+    }
+  }
+  return Timestamp{sec, static_cast<std::uint32_t>(nsec)};
+}
+
+timespec Timestamp::ToTimespec() const {
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(sec);
+  ts.tv_nsec = static_cast<long>(nsec);
+  return ts;
+}
+
+Timestamp Timestamp::Next() const {
+  return nsec + 1 < 1000000000 ? Timestamp{sec, nsec + 1} : Timestamp{sec + 1, 0};
+}
+
+std::int64_t Timestamp::NsSince(const Timestamp& earlier) const {
+  const __int128 d = (static_cast<__int128>(sec) - earlier.sec) * 1000000000 +
+                     (static_cast<__int128>(nsec) - earlier.nsec);
+  if (d > INT64_MAX) return INT64_MAX;
+  if (d < INT64_MIN) return INT64_MIN;
+  return static_cast<std::int64_t>(d);
+}
 
 Inode* InodeTable::Find(std::uint64_t ino) {
   auto it = inodes_.find(ino);
@@ -29,7 +87,7 @@ const Inode* InodeTable::Find(std::uint64_t ino) const {
 }
 
 Inode* InodeTable::Create(std::uint32_t mode, std::uint32_t uid, std::uint32_t gid,
-                          std::int64_t now) {
+                          Timestamp now) {
   // Random numbers: unique across boxes that create inodes at the same time, and telling
   // nothing about the order of creation.
   std::uint64_t ino = 0;
@@ -243,9 +301,20 @@ proto::InodeRecord InodeTable::ToRecord(const Inode& inode, std::uint32_t chunk_
   rec.set_gid(inode.gid);
   rec.set_size(inode.size);
   rec.set_nlink(inode.nlink);
-  rec.set_atime_ns(inode.atime);
-  rec.set_mtime_ns(inode.mtime);
-  rec.set_ctime_ns(inode.ctime);
+  std::int64_t ns, sec;
+  std::uint32_t nsec;
+  ToProtoTime(inode.atime, &ns, &sec, &nsec);
+  rec.set_atime_ns(ns);
+  rec.set_atime_sec(sec);
+  rec.set_atime_nsec(nsec);
+  ToProtoTime(inode.mtime, &ns, &sec, &nsec);
+  rec.set_mtime_ns(ns);
+  rec.set_mtime_sec(sec);
+  rec.set_mtime_nsec(nsec);
+  ToProtoTime(inode.ctime, &ns, &sec, &nsec);
+  rec.set_ctime_ns(ns);
+  rec.set_ctime_sec(sec);
+  rec.set_ctime_nsec(nsec);
   rec.set_rdev(inode.rdev);
   rec.set_symlink(inode.symlink);
   rec.set_chunk_size(chunk_size);
@@ -271,9 +340,9 @@ std::unique_ptr<Inode> InodeTable::FromRecord(const proto::InodeRecord& rec) {
   inode->gid = rec.gid();
   inode->rdev = rec.rdev();
   inode->size = rec.size();
-  inode->atime = rec.atime_ns();
-  inode->mtime = rec.mtime_ns();
-  inode->ctime = rec.ctime_ns();
+  inode->atime = FromProtoTime(rec.atime_ns(), rec.atime_sec(), rec.atime_nsec());
+  inode->mtime = FromProtoTime(rec.mtime_ns(), rec.mtime_sec(), rec.mtime_nsec());
+  inode->ctime = FromProtoTime(rec.ctime_ns(), rec.ctime_sec(), rec.ctime_nsec());
   inode->symlink = rec.symlink();
   inode->version = FromProto(rec.version());
   inode->nlink = rec.nlink();

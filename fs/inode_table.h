@@ -17,6 +17,8 @@
 // Thread safety: none (the facade's mutex).
 #pragma once
 
+#include <time.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -34,6 +36,21 @@ namespace coffer::fs {
 using Version = crypto::ObjectVersion;
 
 inline constexpr std::uint64_t kRootIno = 1;
+
+// A file time: seconds and nanoseconds since the epoch, over the whole range a local
+// filesystem keeps (64-bit nanoseconds alone end in 2262).
+struct Timestamp {
+  std::int64_t sec = 0;
+  std::uint32_t nsec = 0;  // < 1e9
+  friend auto operator<=>(const Timestamp&, const Timestamp&) = default;
+  static Timestamp Now();
+  static Timestamp FromTimespec(const timespec& ts);
+  timespec ToTimespec() const;
+  // One nanosecond later.
+  Timestamp Next() const;
+  // Nanoseconds from `earlier` to this one, saturated at the int64 range.
+  std::int64_t NsSince(const Timestamp& earlier) const;
+};
 
 struct InodeLink {
   std::uint64_t parent = 0;
@@ -64,9 +81,9 @@ struct Inode {
   std::uint32_t gid = 0;
   std::uint32_t rdev = 0;
   std::uint64_t size = 0;
-  std::int64_t atime = 0;
-  std::int64_t mtime = 0;
-  std::int64_t ctime = 0;
+  Timestamp atime;
+  Timestamp mtime;
+  Timestamp ctime;
   std::vector<crypto::ObjectId> chunks;  // chunk i covers [i * chunk_size, ...); zero id: hole
   std::string symlink;
   std::vector<InodeLink> links;  // directories: one (the root: none)
@@ -111,7 +128,7 @@ class InodeTable {
   std::size_t size() const { return inodes_.size(); }
 
   // A new inode with a random number (never 0, 1 or one in use), linked nowhere.
-  Inode* Create(std::uint32_t mode, std::uint32_t uid, std::uint32_t gid, std::int64_t now);
+  Inode* Create(std::uint32_t mode, std::uint32_t uid, std::uint32_t gid, Timestamp now);
   // Adds a loaded inode as it is (directories get an empty index). Its links are indexed by
   // Reindex(). Replaces an inode of the same number.
   Inode* Insert(std::unique_ptr<Inode> inode);

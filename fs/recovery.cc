@@ -216,7 +216,7 @@ proto::FeedCursors Recovery::SavedCursors() {
 }
 
 std::vector<replicator::GetResult> Recovery::ResolveAll(
-    const std::vector<replicator::Listed>& listed, bool log_progress) {
+    const std::vector<replicator::Listed>& listed, bool log_progress, bool newest_on_replicas) {
   std::vector<replicator::GetResult> out(listed.size());
   std::mutex m;
   std::condition_variable cv;
@@ -230,13 +230,20 @@ std::vector<replicator::GetResult> Recovery::ResolveAll(
       cv.wait(lock, [&] { return in_flight < kWindow; });
       ++in_flight;
     }
-    remote_->ResolveAsync(listed[i], [&, i](replicator::GetResult&& r) {
+    auto deliver = [&, i](replicator::GetResult&& r) {
       std::lock_guard lock(m);
       out[i] = std::move(r);
       --in_flight;
       ++done;
       cv.notify_all();
-    });
+    };
+    if (newest_on_replicas) {
+      std::vector<std::size_t> claimants;
+      for (const auto& c : listed[i].claims) claimants.push_back(c.node);
+      remote_->ReadNewestAsync(listed[i].id, claimants, deliver);
+    } else {
+      remote_->ResolveAsync(listed[i], deliver);
+    }
     if (log_progress && Clock::now() - last > std::chrono::seconds(2)) {
       last = Clock::now();
       std::size_t d;
@@ -284,7 +291,12 @@ ChangesRead Recovery::ReadChanges(
   r.nodes = nodes.size();
   r.answered = fs.answered_count();
   r.needed = r.nodes - std::min(r.nodes, remote_->write_quorum()) + 1;
-  std::vector<replicator::GetResult> resolved = ResolveAll(candidates, from.seq().empty());
+  // From zero every node's whole feed is read, so the claims name every holder: resolving
+  // them is enough. From a cursor, the feeds name only recent changes: what a record is now is
+  // read from all of its replicas (a node that missed the newest change, or lies, could
+  // otherwise present an older version as the latest, e.g. bring back a delete).
+  const bool from_zero = from.seq().empty();
+  std::vector<replicator::GetResult> resolved = ResolveAll(candidates, from_zero, !from_zero);
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     replicator::GetResult& g = resolved[i];
     if (g.status == replicator::GetStatus::kUnavailable) {
@@ -413,7 +425,7 @@ VerifyReport Recovery::Verify(const std::map<crypto::ObjectId, Expected>& expect
   });
   // Only an authenticated newer version or tombstone makes the tree stale, and only an
   // authenticated live record the tree lacks is extra.
-  std::vector<replicator::GetResult> resolved = ResolveAll(to_check, false);
+  std::vector<replicator::GetResult> resolved = ResolveAll(to_check, false, false);
   for (std::size_t i = 0; i < to_check.size(); ++i) {
     const Expected* x = to_check_expect[i];
     const replicator::GetResult& r = resolved[i];

@@ -131,9 +131,10 @@ class Recovery {
   bool Rebuild();
   // Opens the sealed store meta; throws EACCES/EBADMSG.
   proto::StoreMeta OpenMeta(const std::string& sealed, const std::optional<std::string>& stored_fpr);
-  // Resolves `listed` (windowed) into authenticated records.
+  // Resolves `listed` (windowed) into authenticated records: from the claims, or
+  // (`newest_on_replicas`) from what every replica holds now.
   std::vector<replicator::GetResult> ResolveAll(const std::vector<replicator::Listed>& listed,
-                                                bool log_progress);
+                                                bool log_progress, bool newest_on_replicas);
 
   const crypto::Keyring& keys_;
   const std::string& fingerprint_;

@@ -147,6 +147,11 @@ class Backend {
   virtual GetResult Get(const crypto::ObjectId& id) = 0;
   // The newest genuine copy among `listed`'s claims (see Replicator::ResolveAsync).
   virtual void ResolveAsync(const Listed& listed, std::function<void(GetResult&&)> done) = 0;
+  // The newest genuine copy any replica of `id` (and any node in `also`) holds now, whatever
+  // they listed: kFound (it may be a tombstone), kNotFound (enough replicas answered and none
+  // holds a genuine copy), kUnavailable (too few replicas answered to be sure).
+  virtual void ReadNewestAsync(const crypto::ObjectId& id, const std::vector<std::size_t>& also,
+                               std::function<void(GetResult&&)> done) = 0;
   // Every node's listing, merged per id, from this thread.
   virtual ListSummary ListAll(const std::function<void(Listed&&)>& fn) = 0;
   // Every change after `since` (per node, configuration order; shorter: 0 for the rest),

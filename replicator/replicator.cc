@@ -983,6 +983,83 @@ void Replicator::ResolveNext(const std::shared_ptr<ResolveOp>& op) {
   done(std::move(result));
 }
 
+void Replicator::ReadNewestAsync(const crypto::ObjectId& id, const std::vector<std::size_t>& also,
+                                 std::function<void(GetResult&&)> done) {
+  const std::string key(crypto::IdBytes(id));
+  std::vector<std::size_t> nodes = placement_.Replicas(key, r_);
+  const std::size_t replicas = nodes.size();
+  for (std::size_t n : also) {
+    if (n < options_.nodes.size() && std::find(nodes.begin(), nodes.end(), n) == nodes.end())
+      nodes.push_back(n);
+  }
+  struct State {
+    std::mutex mu;
+    std::size_t outstanding = 0;
+    std::size_t replicas_answered = 0;
+    std::optional<Object> best;
+    std::vector<std::string> errors;
+    std::function<void(GetResult&&)> done;
+  };
+  auto st = std::make_shared<State>();
+  st->outstanding = nodes.size();
+  st->done = std::move(done);
+  const std::size_t needed = r_ - std::min(r_, w_) + 1;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const std::size_t node = nodes[i];
+    const bool replica = i < replicas;
+    wire::Request req;
+    req.mutable_get()->add_ids(key);
+    transport_->Call(node, std::move(req), options_.read_timeout,
+                     [this, st, node, replica, id, needed](CallResult&& r) {
+      std::optional<Object> genuine;
+      bool answered = false;
+      std::string error;
+      if (r.status == CallStatus::kOk && r.reply.has_get() && r.reply.get().results_size() == 1) {
+        MarkUp(node, r.latency);
+        answered = true;
+        auto* res = r.reply.mutable_get()->mutable_results(0);
+        if (res->found()) {
+          std::optional<Object> o = FromWireObject(std::move(*res->mutable_object()));
+          const Verdict v = !o || o->id != id ? Verdict::kCorrupt : Verify(node, *o);
+          if (v == Verdict::kGenuine) {
+            genuine = std::move(o);
+          } else {
+            error = "node " + options_.nodes[node].id + ": copy " + ToString(v);
+          }
+        }
+      } else {
+        if (r.status == CallStatus::kTimeout || r.status == CallStatus::kUnreachable)
+          MarkDown(node);
+        error = r.status == CallStatus::kOk ? "node " + options_.nodes[node].id + ": malformed reply"
+                                            : r.Describe(options_.nodes[node]);
+      }
+      std::function<void(GetResult&&)> deliver;
+      GetResult result;
+      {
+        std::lock_guard lock(st->mu);
+        if (answered && replica) ++st->replicas_answered;
+        if (genuine && (!st->best || st->best->version < genuine->version))
+          st->best = std::move(genuine);
+        if (!error.empty()) st->errors.push_back(error);
+        if (--st->outstanding > 0) return;
+        if (st->replicas_answered < needed) {
+          result.status = GetStatus::kUnavailable;
+          result.error = "object " + crypto::ToHex(id) + ": only " +
+                         std::to_string(st->replicas_answered) + " of its replicas answered";
+        } else if (st->best) {
+          result.status = GetStatus::kFound;
+          result.object = std::move(*st->best);
+        } else {
+          result.status = GetStatus::kNotFound;
+        }
+        for (const auto& e : st->errors) result.error += "; " + e;
+        deliver = std::move(st->done);
+      }
+      deliver(std::move(result));
+    });
+  }
+}
+
 GetResult Replicator::Resolve(const Listed& listed) {
   std::promise<GetResult> promise;
   auto future = promise.get_future();

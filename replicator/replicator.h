@@ -144,6 +144,10 @@ class Replicator : public Backend {
   // claim is backed. kUnavailable: a holder of a newer claim did not answer (its claim may be
   // true: deciding now could return a stale version).
   void ResolveAsync(const Listed& listed, std::function<void(GetResult&&)> done) override;
+  // Asks every replica of `id` (and `also`) at once; see Backend::ReadNewestAsync. R-W+1
+  // answering replicas see every acknowledged version.
+  void ReadNewestAsync(const crypto::ObjectId& id, const std::vector<std::size_t>& also,
+                       std::function<void(GetResult&&)> done) override;
   GetResult Resolve(const Listed& listed);
 
   // See the file comment. `progress(done, total)` is called now and then from this thread.
