@@ -10,6 +10,8 @@
 #include "common/config.h"
 #include "common/crypto.h"
 #include "common/error.h"
+#include "common/passphrase.h"
+#include "common/version.h"
 #include "keytool/keytool.h"
 
 namespace {
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
       "and make ZeroMQ CURVE key pairs.\nPassphrases are read from the terminal (no echo), "
       "--passfile or --passfd; never from the command line."};
   app.require_subcommand(1);
+  app.set_version_flag("-V,--version", std::string("coffer-keytool ") + coffer::kVersion);
   std::string config_path;
   app.add_option("--config", config_path,
                  std::string("config file (default ") + kDefaultConfig + " if it exists)");
@@ -128,6 +131,13 @@ int main(int argc, char** argv) {
       }
     }
     if (keyfile.empty()) keyfile = kDefaultKeyfile;
+    for (const PassOptions* p : {&pass, &new_pass, &export_pass}) {
+      if (p->file) {
+        if (auto w = coffer::passphrase::LoosePermissions(*p->file)) {
+          std::cerr << "coffer-keytool: warning: " << *w << "\n";
+        }
+      }
+    }
 
     std::ostream& out = std::cout;
     if (*init) coffer::keytool::Init(keyfile, pass, kdf, out);

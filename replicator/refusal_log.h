@@ -43,7 +43,6 @@ class RefusalLog {
 
 // A short fingerprint of a CURVE public key given as 32 raw bytes or 40 Z85 characters:
 // the first 8 bytes of BLAKE2b-256 of the raw key, as 16 hex digits ("" for neither).
-// `coffer-keytool curve-keygen` prints the same for the keys it makes.
 std::string KeyFingerprint(std::string_view key);
 
 }  // namespace coffer::replicator
