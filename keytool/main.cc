@@ -124,9 +124,10 @@ int main(int argc, char** argv) {
       auto config = coffer::config::Config::Load(config_path);
       config.RejectUnknown({"keyfile", "scrypt_logn"});
       if (keyfile.empty()) keyfile = config.String("keyfile", kDefaultKeyfile);
-      if (app.get_subcommand_ptr(app.get_subcommands().front()->get_name())
-              ->count("--scrypt-logn") == 0 &&
-          config.Has("scrypt_logn")) {
+      // Only commands that have --scrypt-logn take the config's default for it.
+      const CLI::Option* logn =
+          app.get_subcommands().front()->get_option_no_throw("--scrypt-logn");
+      if (logn && logn->count() == 0 && config.Has("scrypt_logn")) {
         kdf.scrypt_logn = static_cast<int>(config.Int("scrypt_logn", 17, 10, 22));
       }
     }

@@ -172,8 +172,13 @@ class Smoke:
         for unit in ("coffer-node.service", "coffer-pop3d.service"):
             link = "/etc/systemd/system/multi-user.target.wants/" + unit
             assert os.path.islink(link), unit + " is not enabled"
-            out = sh("pgrep", "-x", unit.split(".")[0], check=False)
-            assert out.returncode != 0, unit + " was started by the package"
+            binary = "/usr/sbin/" + unit.split(".")[0]
+            for pid in os.listdir("/proc"):
+                try:
+                    exe = os.readlink("/proc/%s/exe" % pid) if pid.isdigit() else ""
+                except OSError:
+                    continue
+                assert exe != binary, unit + " was started by the package (pid %s)" % pid
         assert os.path.isfile(os.path.join(UNITDIR, "cofferfs@.service"))
         for prog in ("/usr/sbin/coffer-node", "/usr/sbin/cofferfs", "/usr/sbin/coffer-pop3d",
                      "/usr/sbin/cofferctl", "/usr/bin/coffer-keytool"):
