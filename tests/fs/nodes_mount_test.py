@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""cofferfs mounted on three real coffer-node processes (suite 'mount', issue 5).
+"""cofferfs mounted on three real coffer-node processes (suite 'mount').
 
 Deterministic checks of what a sysadmin sees: `cofferctl status` by mount point and by
 STATE_DIR, fsync/close/link failing with EAGAIN (and the link rolled back) while two of three

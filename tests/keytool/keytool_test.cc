@@ -1,5 +1,5 @@
 // coffer-keytool as a user runs it: the real binary, its exit codes, its messages, the files it
-// leaves. Every failure case the issue names is here: wrong passphrase, truncated or tampered
+// leaves. Every failure case an admin can meet is here: wrong passphrase, truncated or tampered
 // file, refusing to overwrite, loose permissions, no terminal, and "nothing changed" after each.
 #include <signal.h>
 #include <sys/stat.h>
