@@ -230,7 +230,8 @@ class Smoke:
         text = text.replace('listen = ["tcp://0.0.0.0:7401"]',
                             'listen = ["tcp://127.0.0.1:%d"]' % self.node_ports[0])
         text = re.sub(r'(?m)^node_id = .*$', 'node_id = "n1"', text)
-        text += '\nmetrics_listen = "127.0.0.1:%d"\n' % self.metrics_ports["node"]
+        text = re.sub(r'(?m)^metrics_listen = .*$',
+                      'metrics_listen = "127.0.0.1:%d"' % self.metrics_ports["node"], text)
         assert "127.0.0.1:%d" % self.node_ports[0] in text, "listen line not found in the example"
         with open("/etc/coffer/coffer-node.toml", "w") as f:
             f.write(text)
@@ -253,12 +254,11 @@ class Smoke:
             for i in range(3):
                 f.write('\n[[node]]\nid = "n%d"\nendpoint = "tcp://127.0.0.1:%d"\n'
                         'public_key_file = "%s"\n' % (i + 1, self.node_ports[i], pubs[i]))
-        with open("/etc/coffer/cofferfs.toml", "a") as f:
-            f.write('\n# package smoke test\n')
         text = open("/etc/coffer/cofferfs.toml").read()
         text = re.sub(r'(?m)^replicator = .*$', 'replicator = "/etc/coffer/replicator.toml"', text)
         text = re.sub(r'(?m)^allow_other = .*$', 'allow_other = true', text)
-        text += 'metrics_listen = "127.0.0.1:%d"\n' % self.metrics_ports["fs"]
+        text = re.sub(r'(?m)^metrics_listen = .*$',
+                      'metrics_listen = "127.0.0.1:%d"' % self.metrics_ports["fs"], text)
         with open("/etc/coffer/cofferfs.toml", "w") as f:
             f.write(text)
         os.makedirs(self.mnt)
@@ -271,8 +271,9 @@ class Smoke:
         text = text.replace('plain = ["127.0.0.1:110"]', 'plain = ["127.0.0.1:%d"]' % self.pop3_port)
         text = re.sub(r'(?m)^mail_location = .*$',
                       'mail_location = "%s/%%n/Maildir"' % self.mnt, text)
-        text = text.replace('[log]', '[metrics]\nlisten = "127.0.0.1:%d"\n\n[log]'
+        text = text.replace('[metrics]\nlisten = ""', '[metrics]\nlisten = "127.0.0.1:%d"'
                             % self.metrics_ports["pop3d"])
+        assert "127.0.0.1:%d" % self.metrics_ports["pop3d"] in text
         with open("/etc/coffer/coffer-pop3d.toml", "w") as f:
             f.write(text)
 
@@ -296,8 +297,11 @@ class Smoke:
             p = Proc("n%d" % i, [argv[0], "--config", os.path.join(self.tmp, "n%d.toml" % i)],
                      self.tmp, user=user)
             self.procs.append(p)
-        for port in self.node_ports:
-            wait_port(port)
+        for port, p in zip(self.node_ports, self.procs[-3:]):
+            try:
+                wait_port(port)
+            except RuntimeError as e:
+                raise RuntimeError("%s: %s" % (e, p.text()[-3000:]))
         # The node runs as coffer-node and read a root-only key through the credential.
         st = os.stat("/proc/%d" % self.node1.proc.pid)
         assert st.st_uid == int(sh("id", "-u", "coffer-node").stdout), "node 1 not coffer-node"
@@ -338,7 +342,10 @@ class Smoke:
         argv = expand(unit_lines("coffer-pop3d.service", "ExecStart")[0])
         self.pop3d = Proc("pop3d", argv, self.tmp)
         self.procs.append(self.pop3d)
-        wait_port(self.pop3_port)
+        try:
+            wait_port(self.pop3_port)
+        except RuntimeError as e:
+            raise RuntimeError("%s: %s" % (e, self.pop3d.text()[-3000:]))
         r = sh("curl", "-sS", "--max-time", "30", "-u", "demo:demo-pw",
                "pop3://127.0.0.1:%d/1" % self.pop3_port)
         assert r.stdout.replace("\r\n", "\n").encode() == self.message, r.stdout
