@@ -17,20 +17,22 @@
 #include <string>
 #include <vector>
 
+#include "common/sysexits.h"
+
 namespace CLI {
 class App;
 }
 
 namespace coffer::ctl {
 
-inline constexpr int kExitOk = 0;  // status also: 1 degraded, 2 not serving (ctl/status.h)
-inline constexpr int kExitUsage = 64;
-inline constexpr int kExitDataErr = 65;
-inline constexpr int kExitUnavailable = 69;
-inline constexpr int kExitSoftware = 70;
-inline constexpr int kExitTempFail = 75;
-inline constexpr int kExitNoPerm = 77;
-inline constexpr int kExitConfig = 78;
+inline constexpr int kExitOk = exits::kOk;  // status also: 1 degraded, 2 not serving
+inline constexpr int kExitUsage = exits::kUsage;
+inline constexpr int kExitDataErr = exits::kDataErr;
+inline constexpr int kExitUnavailable = exits::kUnavailable;
+inline constexpr int kExitSoftware = exits::kSoftware;
+inline constexpr int kExitTempFail = exits::kTempFail;
+inline constexpr int kExitNoPerm = exits::kNoPerm;
+inline constexpr int kExitConfig = exits::kConfig;
 
 struct Io {
   std::ostream& out;  // results

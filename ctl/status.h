@@ -16,11 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "common/sysexits.h"
+
 namespace coffer::ctl {
 
-inline constexpr int kStatusHealthy = 0;
-inline constexpr int kStatusDegraded = 1;
-inline constexpr int kStatusNotServing = 2;
+inline constexpr int kStatusHealthy = exits::kOk;
+inline constexpr int kStatusDegraded = exits::kDegraded;
+inline constexpr int kStatusNotServing = exits::kNotServing;
 
 using Fields = std::map<std::string, std::string>;
 

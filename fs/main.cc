@@ -46,8 +46,11 @@
 
 namespace {
 
-constexpr int kExUsage = 64, kExNoInput = 66, kExUnavailable = 69, kExSoftware = 70,
-              kExCantCreate = 73, kExIoErr = 74, kExNoPerm = 77, kExConfig = 78;
+// The shared table (common/sysexits.h, cofferfs(8) EXIT STATUS).
+constexpr int kExUsage = coffer::exits::kUsage, kExNoInput = coffer::exits::kNoInput,
+              kExUnavailable = coffer::exits::kUnavailable, kExSoftware = coffer::exits::kSoftware,
+              kExCantCreate = coffer::exits::kCantCreate, kExIoErr = coffer::exits::kIoErr,
+              kExNoPerm = coffer::exits::kNoPerm, kExConfig = coffer::exits::kConfig;
 
 int ExitCodeFor(int err) {
   switch (err) {
@@ -55,7 +58,7 @@ int ExitCodeFor(int err) {
     case EACCES: case EPERM: case ENOKEY: return kExNoPerm;
     case EBUSY: case EAGAIN: return kExUnavailable;
     case EINVAL: return kExConfig;
-    case EBADMSG: return 65;
+    case EBADMSG: return coffer::exits::kDataErr;
     case ENOSPC: case EROFS: return kExCantCreate;
     default: return kExIoErr;
   }

@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
     return coffer::keytool::kExitOk;
   } catch (const coffer::config::ConfigError& e) {
     std::cerr << "coffer-keytool: " << e.what() << "\n";
-    return 78;  // EX_CONFIG
+    return coffer::exits::kConfig;
   } catch (const coffer::Error& e) {
     std::cerr << "coffer-keytool: " << e.what() << "\n";
     return coffer::keytool::ExitCodeFor(e);
