@@ -79,7 +79,7 @@ std::vector<std::string> DirEntries(const std::string& dir, std::size_t max) {
   return names;
 }
 
-int Run(coffer::fs::MountOptions& opts, int status_fd, coffer::log::Options log_options) {
+int Run(coffer::fs::MountOptions& opts, int status_fd, const coffer::log::Options& log_options) {
   using namespace coffer;
   auto report = [&](int code) {
     if (status_fd >= 0) {
@@ -221,17 +221,14 @@ int Run(coffer::fs::MountOptions& opts, int status_fd, coffer::log::Options log_
         if (keep_stderr) {
           spdlog::warn("no log_file= and no syslog (/dev/log): logging stays on stderr");
         }
+        // The logger keeps its stderr sink (replacing the logger while other threads log is
+        // not safe); what it writes there goes to /dev/null once another sink has the lines.
         int null = ::open("/dev/null", O_RDWR);
         if (null >= 0) {
           ::dup2(null, 0);
           ::dup2(null, 1);
           if (!keep_stderr) ::dup2(null, 2);
           if (null > 2) ::close(null);
-        }
-        if (!keep_stderr) {
-          log_options.to_stderr = false;
-          log_options.to_syslog = syslog_ok;
-          log::Init(log_options);
         }
       }
     });
