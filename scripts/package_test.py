@@ -271,8 +271,8 @@ class Smoke:
         text = text.replace('plain = ["127.0.0.1:110"]', 'plain = ["127.0.0.1:%d"]' % self.pop3_port)
         text = re.sub(r'(?m)^mail_location = .*$',
                       'mail_location = "%s/%%n/Maildir"' % self.mnt, text)
-        text = text.replace('[metrics]\nlisten = ""', '[metrics]\nlisten = "127.0.0.1:%d"'
-                            % self.metrics_ports["pop3d"])
+        text = re.sub(r'(?m)^listen = ""', 'listen = "127.0.0.1:%d"' % self.metrics_ports["pop3d"],
+                      text)
         assert "127.0.0.1:%d" % self.metrics_ports["pop3d"] in text
         with open("/etc/coffer/coffer-pop3d.toml", "w") as f:
             f.write(text)
