@@ -6,8 +6,9 @@
 // see a real exit status and message ("made with another key") instead of a daemon that died
 // after detaching. LMDB and the committer thread are only ever touched in the child. Until the
 // mount exists the child logs to the stderr it inherited (so the reason a mount failed always
-// reaches whoever ran it); only then does it detach, and it lets go of stderr only when another
-// sink takes the lines: log_file=, or syslog where /dev/log exists.
+// reaches whoever ran it) as well as to its other sinks; only then does it detach and let go of
+// stderr. Another sink always takes the lines: log_file=, syslog where /dev/log exists, or else
+// STATE_DIR/cofferfs.log.
 //
 // A non-empty mount point is refused (unless -o nonempty): mail delivered into the bare
 // directory while coffer was not mounted would sit there in plaintext, hidden by the mount.
@@ -215,12 +216,11 @@ int Run(coffer::fs::MountOptions& opts, int status_fd, const coffer::log::Option
       if (!opts.foreground) {
         ::setsid();
         if (::chdir("/") != 0) spdlog::warn("chdir /: {}", std::strerror(errno));
-        // Keep stderr unless another sink takes the lines.
+        // Keep stderr only when it is the journal (or, should it happen, nothing else takes
+        // the lines: main() gives the background a log file when there is no syslog).
         const bool syslog_ok = log_options.to_syslog && log::SyslogAvailable();
-        const bool keep_stderr = log_options.file.empty() && !syslog_ok;
-        if (keep_stderr) {
-          spdlog::warn("no log_file= and no syslog (/dev/log): logging stays on stderr");
-        }
+        const bool keep_stderr =
+            service::StderrIsJournal() || (log_options.file.empty() && !syslog_ok);
         // The logger keeps its stderr sink (replacing the logger while other threads log is
         // not safe); what it writes there goes to /dev/null once another sink has the lines.
         int null = ::open("/dev/null", O_RDWR);
@@ -329,6 +329,15 @@ int main(int argc, char** argv) {
   // (stderr is the journal) it would only duplicate the lines.
   lo.to_syslog = opts.log_syslog ||
                  (!opts.foreground && opts.log_file.empty() && !service::StderrIsJournal());
+  // In the background stderr is let go once mounted (a caller that reads it must see it close),
+  // so some other sink must take the lines: without log_file= and without /dev/log they go to
+  // STATE_DIR/cofferfs.log.
+  if (!opts.foreground && opts.log_file.empty() && !service::StderrIsJournal() &&
+      !(lo.to_syslog && log::SyslogAvailable())) {
+    lo.file = opts.state_dir + "/cofferfs.log";
+    std::cerr << "cofferfs: no syslog (/dev/log) and no log_file=: logging to " << lo.file
+              << "\n";
+  }
   try {
     log::Init(lo);
   } catch (const Error& e) {

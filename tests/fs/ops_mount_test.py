@@ -101,6 +101,26 @@ class LocalOpsTest(unittest.TestCase):
         self.assertIn("mounted %s on %s" % (self.area.path("state"), mnt), text)
         self.assertIn("clean shutdown, everything committed", text)
 
+        # Without log_file: cofferfs lets go of stderr once mounted (this call returns although
+        # it reads stderr to the end), and the lines go to syslog or, without /dev/log, to
+        # STATE_DIR/cofferfs.log.
+        r = subprocess.run([COFFERFS, self.area.path("state"), mnt, "-o",
+                            "keyfile=" + self.area.key], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        subprocess.run(["fusermount3", "-u", mnt], check=False)
+        if not os.path.exists("/dev/log"):
+            fallback = os.path.join(self.area.path("state"), "cofferfs.log")
+            self.assertIn("logging to " + fallback, r.stderr)
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                with open(fallback) as f:
+                    if "clean shutdown" in f.read():
+                        break
+                time.sleep(0.1)
+            with open(fallback) as f:
+                self.assertIn("clean shutdown, everything committed", f.read())
+
     def test_loose_passfile_is_warned_about(self):
         pw = self.area.path("pass")
         with open(pw, "w") as f:
