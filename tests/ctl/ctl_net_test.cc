@@ -12,6 +12,7 @@
 #include "common/fd.h"
 #include "common/keyfile.h"
 #include "ctl/ctl.h"
+#include "ctl/status.h"
 #include "tests/ctl/run_ctl.h"
 #include "replicator/transport.h"
 #include "tests/replicator/test_util.h"
@@ -118,18 +119,25 @@ TEST_F(CtlNetTest, ScrubReplicatesAndReports) {
   }
   ASSERT_EQ(res.status, rep::CallStatus::kOk);
 
-  auto r = RunCtl({"scrub", "--config", Config()});
+  // --record: where `cofferctl status` finds the last manual scrub (tests keep it here).
+  const std::string record = dir_.path() + "/last-scrub";
+  auto r = RunCtl({"scrub", "--config", Config(), "--record", record});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("checked 50, repaired 50, moved 0, unreachable 0, unrecoverable 0"),
             std::string::npos) << r.out;
   EXPECT_NE(r.err.find("scrub: 50/50 objects"), std::string::npos) << r.err;
-  r = RunCtl({"scrub", "--config", Config(), "--quiet"});
+  auto rec = ParseScrubRecord(coffer::testing::ReadTextFile(record));
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->checked, 50u);
+  EXPECT_EQ(rec->repaired, 50u);
+  EXPECT_EQ(rec->config, Config());
+  r = RunCtl({"scrub", "--config", Config(), "--quiet", "--record", record});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("checked 50, repaired 0"), std::string::npos) << r.out;
   EXPECT_TRUE(r.err.empty()) << r.err;
 
   nodes_[2]->Kill();
-  r = RunCtl({"scrub", "--config", Config(), "--quiet"});
+  r = RunCtl({"scrub", "--config", Config(), "--quiet", "--record", record});
   EXPECT_EQ(r.rc, kExitTempFail) << r.out << r.err;
   EXPECT_NE(r.out.find("node n3: unreachable"), std::string::npos) << r.out;
 }
@@ -173,7 +181,8 @@ TEST_F(CtlNetTest, ScrubWithKeyFileRepairsARottenCopy) {
   rot.mutable_put()->mutable_objects(0)->set_repair(true);
   ASSERT_EQ(call(1, rot).reply.put().results(0).status(), rep::wire::PUT_STORED);
 
-  auto r = RunCtl({"scrub", "--config", Config(), "--key-file", dir_.path() + "/coffer.key", "-q"});
+  auto r = RunCtl({"scrub", "--config", Config(), "--keyfile", dir_.path() + "/coffer.key", "-q",
+                   "--record", dir_.path() + "/last-scrub"});
   ASSERT_EQ(r.rc, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("checked 20, repaired 1, moved 0, unreachable 0, unrecoverable 0"),
             std::string::npos) << r.out;
