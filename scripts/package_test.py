@@ -406,6 +406,8 @@ class Smoke:
                      "/etc/coffer/node.key"):
             if os.path.exists(path):
                 os.unlink(path)  # made by this test, not by the packages
+        if os.path.isdir("/etc/coffer") and not os.listdir("/etc/coffer"):
+            os.rmdir("/etc/coffer")
 
 
 def write_junit(path):
