@@ -2,10 +2,12 @@
 #include "common/passphrase.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include "common/error.h"
 #include "common/fd.h"
@@ -77,6 +79,20 @@ crypto::SecretBytes Read(const Source& source, const std::string& prompt, bool c
     if (!first.Equals(again)) throw Error(EINVAL, "the passphrases do not match");
   }
   return first;
+}
+
+std::optional<std::string> LoosePermissions(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  const mode_t loose = st.st_mode & 077;
+  if (loose == 0) return std::nullopt;
+  std::string who = (loose & 070) && (loose & 007) ? "group and others"
+                    : (loose & 070)                ? "its group"
+                                                   : "others";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return "passfile " + path + " is accessible to " + who + " (mode " + mode + "): chmod 600 " +
+         path;
 }
 
 }  // namespace coffer::passphrase

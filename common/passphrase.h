@@ -23,4 +23,10 @@ struct Source {
 // (ENXIO: no terminal; EINVAL: empty, too long or mismatch).
 crypto::SecretBytes Read(const Source& source, const std::string& prompt, bool confirm);
 
+// A warning when the passphrase file `path` can be read or written by anyone but its owner
+// ("passfile /x is readable by group and others (mode 0644): chmod 600 /x"), or nullopt when it
+// is private (or cannot be examined: Read() reports that). Programs print it, then go on: the
+// passphrase is already exposed, refusing would only break the boot.
+std::optional<std::string> LoosePermissions(const std::string& path);
+
 }  // namespace coffer::passphrase

@@ -1,4 +1,5 @@
-// cofferctl core: the command table and the commands of issue 3 (node, scrub).
+// cofferctl core: the command table and its commands (node, scrub, status, verify, fs, pop3d,
+// metrics).
 #include "ctl/ctl.h"
 
 #include <CLI/CLI.hpp>
@@ -22,7 +23,13 @@
 #include "common/control_socket.h"
 #include "common/crypto.h"
 #include "common/error.h"
+#include "common/fd.h"
 #include "common/keyfile.h"
+#include "common/metrics_http.h"
+#include "common/passphrase.h"
+#include "common/version.h"
+#include "ctl/status.h"
+#include "ctl/target.h"
 #include "fs/object_verifier.h"
 #include "replicator/curve.h"
 #include "replicator/play_dead.h"
@@ -30,10 +37,27 @@
 #include "replicator/transport.h"
 
 namespace coffer::ctl {
+
+struct FsArgs {
+  std::string program = "fs";     // "fs" or "pop3d"
+  std::string target;             // socket, STATE_DIR, mount point or a path inside the mount
+  std::string action;             // status | verify | scrub | play-dead
+  std::vector<std::string> mode;  // play-dead MODE [MS]
+  std::string socket;             // --socket: a control socket elsewhere
+  std::string record;             // status: the cofferctl scrub record to show
+  bool json = false;
+  int timeout_ms = 10000;
+};
+
+int FsScrubMain(const FsArgs& a, Io& io);
+
 namespace {
 
 using namespace std::chrono_literals;
 namespace rep = coffer::replicator;
+
+// Where `cofferctl scrub --config` keeps its last result for `cofferctl status`.
+constexpr const char* kDefaultScrubRecord = "/var/lib/coffer/last-scrub";
 
 // ---- node ENDPOINT stat|ping|play-dead MODE -------------------------------------------------
 
@@ -125,7 +149,8 @@ int NodeMain(const NodeArgs& a, Io& io) {
   }
   if (r.status != rep::CallStatus::kOk) {
     io.err << "cofferctl: " << r.Describe(node) << " (no answer within " << a.timeout_ms
-           << " ms: down, playing dead, or our key is not on its allow list)\n";
+           << " ms" << (r.status == rep::CallStatus::kTimeout ? ": down or playing dead" : "")
+           << ")\n";
     return kExitUnavailable;
   }
   if (a.action == "stat" && r.reply.has_stat()) {
@@ -155,22 +180,61 @@ int NodeMain(const NodeArgs& a, Io& io) {
 // ---- scrub --config FILE ----------------------------------------------------------------------
 
 struct ScrubArgs {
+  std::string target;    // a cofferfs mount: scrub through it
   std::string config;
   std::string key_file;  // optional: authenticate with the key and repair; otherwise report only
+  std::string passfile;
+  std::string record;
+  int timeout_ms = 3600000;
   bool quiet = false;
 };
 
+// Keeps the result where `cofferctl status` finds it, when that directory exists (the package
+// makes /var/lib/coffer); a failure to write is reported but does not change the exit code.
+void WriteScrubRecord(const std::string& path, const ScrubRecord& r, Io& io) {
+  if (path.empty()) return;
+  auto slash = path.rfind('/');
+  struct stat st {};
+  if (slash != std::string::npos && ::stat(path.substr(0, slash == 0 ? 1 : slash).c_str(), &st) != 0) {
+    return;
+  }
+  try {
+    AtomicWriteFile(path, FormatScrubRecord(r) + "\n", 0644);
+  } catch (const Error& e) {
+    io.err << "cofferctl: cannot keep the scrub record: " << e.what() << "\n";
+  }
+}
+
 int ScrubMain(const ScrubArgs& a, Io& io) {
+  if (!a.target.empty() == !a.config.empty()) {
+    io.err << "cofferctl: scrub needs either a cofferfs mount (TARGET) or --config FILE\n";
+    return kExitUsage;
+  }
+  if (!a.target.empty()) {
+    FsArgs fa;
+    fa.target = a.target;
+    fa.timeout_ms = a.timeout_ms;
+    return FsScrubMain(fa, io);
+  }
   rep::ReplicatorConfig cfg;
   std::optional<crypto::Keyring> keyring;
   try {
     cfg = rep::LoadReplicatorConfig(config::Config::Load(a.config));
     if (!a.key_file.empty()) {
-      keyring = keyfile::Load(a.key_file, nullptr).MakeKeyring();
+      std::optional<crypto::SecretBytes> pass;
+      if (keyfile::NeedsPassphrase(a.key_file)) {
+        passphrase::Source src;
+        if (!a.passfile.empty()) {
+          src.file = a.passfile;
+          if (auto w = passphrase::LoosePermissions(a.passfile)) io.err << "cofferctl: warning: " << *w << "\n";
+        }
+        pass = passphrase::Read(src, "Passphrase for " + a.key_file + ": ", false);
+      }
+      keyring = keyfile::Load(a.key_file, pass ? &*pass : nullptr).MakeKeyring();
     }
   } catch (const Error& e) {
     io.err << "cofferctl: " << e.what() << "\n";
-    return kExitConfig;
+    return e.err() == ENOKEY || e.err() == EACCES ? kExitNoPerm : kExitConfig;
   }
   // Without the key nothing a node lists can be authenticated: a lying node could make such a
   // scrub spread forged tombstones or old versions. It only reports what differs.
@@ -226,6 +290,15 @@ int ScrubMain(const ScrubArgs& a, Io& io) {
     io.out << "\n";
     lying = lying || t.lies > 0;
   }
+  ScrubRecord rec;
+  rec.unix_time = static_cast<std::int64_t>(std::time(nullptr));
+  rec.config = a.config;
+  rec.checked = report.checked;
+  rec.repaired = report.repaired;
+  rec.moved = report.moved;
+  rec.unreachable = report.unreachable;
+  rec.unrecoverable = report.unrecoverable;
+  WriteScrubRecord(a.record, rec, io);
   if (report.unrecoverable > 0 || lying) return kExitDataErr;
   if (report.unreachable > 0 || !report.unreachable_nodes.empty()) return kExitTempFail;
   if (!repair && report.differing > 0) return 1;  // found, not repaired
@@ -234,200 +307,63 @@ int ScrubMain(const ScrubArgs& a, Io& io) {
 
 }  // namespace
 
-// ---- fs|pop3d SOCKET status | play-dead MODE -------------------------------------------------
-// Both programs speak a one-line protocol on a Unix control socket (fs/control.h,
+// ---- status|verify|scrub TARGET, fs TARGET ..., pop3d SOCKET ... --------------------------
+// cofferfs and coffer-pop3d speak a one-line protocol on a Unix control socket (fs/control.h,
 // pop3d/control.h); cofferctl translates the common "play-dead MODE" vocabulary to each.
 
-struct SocketArgs {
-  std::string program;            // "fs" or "pop3d"
-  std::string socket;             // control socket path
-  std::string action;             // status | play-dead
-  std::vector<std::string> mode;  // play-dead MODE [MS]
-  int timeout_ms = 5000;
-};
-
-int SocketMain(const SocketArgs& a, Io& io) {
-  std::string line;
-  if (a.action == "status") {
-    line = "status";
-  } else if (a.action == "play-dead") {
-    const std::string mode = a.mode.empty() ? "" : a.mode[0];
-    const std::string ms = a.mode.size() > 1 ? a.mode[1] : "";
-    const bool fs = a.program == "fs";
-    if (mode == "off") {
-      line = fs ? "normal" : "play-dead off";
-    } else if (mode == "slow" && !ms.empty() &&
-               ms.find_first_not_of("0123456789") == std::string::npos) {
-      line = (fs ? "slow " : "play-dead slow ") + ms;
-    } else if (fs && mode == "eio") {
-      line = "eio";
-    } else if (!fs && (mode == "refuse" || mode == "stop")) {
-      line = "play-dead " + mode;
-    } else {
-      io.err << "cofferctl: play-dead needs one of "
-             << (fs ? "off | eio | slow MS" : "off | refuse | slow MS | stop") << "\n";
-      return kExitUsage;
-    }
-  } else {
-    io.err << "cofferctl: unknown action '" << a.action << "' (status | play-dead MODE)\n";
-    return kExitUsage;
-  }
-  std::string answer;
+int Request(const FsArgs& a, const std::string& line, Io& io, std::string* answer,
+            bool not_serving_code = false) {
   try {
-    answer = control::Request(a.socket, line, a.timeout_ms);
+    std::string socket = !a.socket.empty()      ? a.socket
+                         : a.program == "pop3d" ? a.target
+                                                : ResolveControlSocket(a.target);
+    *answer = control::Request(socket, line, a.timeout_ms);
   } catch (const Error& e) {
     io.err << "cofferctl: " << e.what() << "\n";
-    return e.err() == EACCES ? kExitNoPerm : kExitUnavailable;
-  }
-  if (answer.rfind("ok", 0) != 0) {
-    io.err << "cofferctl: " << a.program << " answered: " << answer << "\n";
-    return kExitDataErr;
-  }
-  io.out << answer << "\n";
-  return kExitOk;
-}
-
-// ---- status|verify STATE_DIR|MOUNTPOINT -----------------------------------------------------
-// A running cofferfs answers on STATE_DIR/control.sock; a mount point leads to its STATE_DIR
-// through /proc/self/mountinfo (cofferfs mounts with fsname=STATE_DIR, type fuse.cofferfs).
-
-struct FsArgs {
-  std::string target;  // STATE_DIR or MOUNTPOINT
-  std::string socket;  // --socket: a control socket elsewhere
-  int timeout_ms = 10000;
-};
-
-std::string Unescape(const std::string& s) {  // mountinfo's \040 and friends
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() + 0 && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-std::string ResolveControlSocket(const FsArgs& a) {
-  if (!a.socket.empty()) return a.socket;
-  struct stat st{};
-  if (::stat((a.target + "/control.sock").c_str(), &st) == 0) return a.target + "/control.sock";
-  char* real = ::realpath(a.target.c_str(), nullptr);
-  std::string target = real ? real : a.target;
-  std::free(real);
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::vector<std::string> f;
-    std::string word;
-    while (fields >> word) f.push_back(word);
-    auto dash = std::find(f.begin(), f.end(), "-");
-    if (f.size() < 5 || dash == f.end() || dash + 2 >= f.end()) continue;
-    if (Unescape(f[4]) != target || *(dash + 1) != "fuse.cofferfs") continue;
-    return Unescape(*(dash + 2)) + "/control.sock";
-  }
-  throw Error(ENOENT, a.target + " is neither a cofferfs state directory with a running "
-                      "cofferfs (no control.sock) nor a cofferfs mount point");
-}
-
-std::map<std::string, std::string> ParseFields(const std::string& answer,
-                                               std::string* rest = nullptr) {
-  std::map<std::string, std::string> out;
-  std::string head = answer;
-  if (auto bar = answer.find(" | "); bar != std::string::npos) {
-    head = answer.substr(0, bar);
-    if (rest) *rest = answer.substr(bar + 3);
-  }
-  if (auto le = head.find(" last_error="); le != std::string::npos) {
-    out["last_error"] = head.substr(le + 12);
-    head.resize(le);
-  }
-  std::istringstream words(head);
-  std::string w;
-  while (words >> w) {
-    auto eq = w.find('=');
-    if (eq != std::string::npos) out[w.substr(0, eq)] = w.substr(eq + 1);
-  }
-  return out;
-}
-
-int FsRequest(const FsArgs& a, const std::string& line, Io& io, std::string* answer) {
-  try {
-    *answer = control::Request(ResolveControlSocket(a), line, a.timeout_ms);
-  } catch (const Error& e) {
-    io.err << "cofferctl: " << e.what() << "\n";
+    if (not_serving_code) return kStatusNotServing;
     return e.err() == EACCES ? kExitNoPerm : kExitUnavailable;
   }
   if (answer->rfind("ok", 0) != 0) {
-    io.err << "cofferctl: cofferfs answered: " << *answer << "\n";
+    io.err << "cofferctl: " << (a.program == "fs" ? "cofferfs" : "coffer-pop3d")
+           << " answered: " << *answer << "\n";
     return kExitDataErr;
   }
   return kExitOk;
 }
 
-std::string HumanBytes(const std::string& bytes) {
-  double b = std::strtod(bytes.c_str(), nullptr);
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    ++u;
-  }
-  std::ostringstream o;
-  o << std::fixed << std::setprecision(u == 0 ? 0 : 1) << b << " " << units[u];
-  return o.str();
+std::optional<ScrubRecord> ReadScrubRecord(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line)) return std::nullopt;
+  return ParseScrubRecord(line);
 }
 
 int StatusMain(const FsArgs& a, Io& io) {
   std::string answer;
-  if (int rc = FsRequest(a, "status", io, &answer)) return rc;
-  auto f = ParseFields(answer);
-  io.out << "play-dead   " << f["mode"] << "\n";
-  if (f["replicated"] != "yes") {
-    io.out << "storage     local only (no storage nodes)\n";
-  } else {
-    io.out << "state       " << f["state"] << (f["state"] == "healthy" ? "" : "  (changes not yet on W nodes)") << "\n";
-    io.out << "nodes       " << f["nodes_up"] << " of " << f["nodes"] << " up, R=" << f["R"]
-           << " W=" << f["W"] << ", degraded=" << f["degraded"] << "\n";
-    for (const auto& [k, v] : f) {
-      if (k.rfind("node.", 0) != 0) continue;
-      std::string state = v, latency;
-      if (auto slash = v.find('/'); slash != std::string::npos) {
-        state = v.substr(0, slash);
-        latency = v.substr(slash + 1);
-      }
-      io.out << "  " << std::left << std::setw(10) << k.substr(5) << state
-             << (latency.empty() ? "" : "  " + latency) << "\n";
-    }
-    io.out << "outbox      " << f["outbox"] << " objects, oldest " << f["outbox_age_s"] << " s\n";
-    io.out << "cache       " << HumanBytes(f["cache_bytes"]) << " in " << f["cached_chunks"]
-           << " chunks, limit "
-           << (f["cache_limit"] == "0" ? std::string("none") : HumanBytes(f["cache_limit"]))
-           << "; " << f["evicted"] << " evicted, " << f["fetched"] << " fetched\n";
-    io.out << "under-replicated " << f["under_replicated"] << " objects\n";
-    if (f["last_scrub_unix"] == "0" || f["last_scrub_unix"].empty()) {
-      io.out << "last scrub  never" << (f["scrubbing"] == "yes" ? " (running)" : "") << "\n";
+  if (Request(a, "status", io, &answer, /*not_serving_code=*/true) != kExitOk) {
+    if (a.json) {
+      io.out << "{\"status\":\"not_serving\",\"exit_code\":2,\"reasons\":["
+             << JsonString("no answer from cofferfs for " + a.target) << "]}\n";
     } else {
-      std::time_t t = static_cast<std::time_t>(std::stoll(f["last_scrub_unix"]));
-      std::tm tm{};
-      ::gmtime_r(&t, &tm);
-      io.out << "last scrub  " << std::put_time(&tm, "%Y-%m-%d %H:%M:%S UTC") << ": checked "
-             << f["scrub_checked"] << ", repaired " << f["scrub_repaired"] << ", collected "
-             << f["scrub_collected"] << ", unreachable " << f["scrub_unreachable"]
-             << ", unrecoverable " << f["scrub_unrecoverable"] << "\n";
+      io.out << "status      NOT SERVING\n  - no answer from cofferfs for " << a.target << "\n";
     }
-    if (!f["last_error"].empty()) io.out << "last error  " << f["last_error"] << "\n";
+    return kStatusNotServing;
   }
-  io.out << answer << "\n";
-  return kExitOk;
+  Fields f = ParseFields(answer);
+  Verdict v = Judge(f);
+  auto manual = ReadScrubRecord(a.record);
+  if (a.json) {
+    RenderJson(f, v, manual, io.out);
+  } else {
+    RenderText(f, v, manual, io.out);
+    io.out << answer << "\n";
+  }
+  return v.code;
 }
 
 int VerifyMain(const FsArgs& a, Io& io) {
   std::string answer;
-  if (int rc = FsRequest(a, "verify", io, &answer)) return rc;
+  if (int rc = Request(a, "verify", io, &answer)) return rc;
   std::string problems;
   auto f = ParseFields(answer, &problems);
   io.out << "objects " << f["objects"] << ": " << f["ok"] << " ok, " << f["pending"]
@@ -449,6 +385,81 @@ int VerifyMain(const FsArgs& a, Io& io) {
   return f["clean"] == "yes" ? kExitOk : 1;
 }
 
+int FsScrubMain(const FsArgs& a, Io& io) {
+  std::string answer;
+  if (int rc = Request(a, "scrub", io, &answer)) return rc;
+  auto f = ParseFields(answer);
+  io.out << "checked " << f["checked"] << ", repaired " << f["repaired"] << ", moved "
+         << f["moved"] << ", collected " << f["collected"] << ", unreachable "
+         << f["unreachable"] << ", unrecoverable " << f["unrecoverable"]
+         << " (run by cofferfs, verified with its key)\n";
+  if (f["unrecoverable"] != "0") return kExitDataErr;
+  if (f["unreachable"] != "0") return kExitTempFail;
+  return kExitOk;
+}
+
+int PlayDeadMain(const FsArgs& a, Io& io) {
+  std::string line;
+  const std::string mode = a.mode.empty() ? "" : a.mode[0];
+  const std::string ms = a.mode.size() > 1 ? a.mode[1] : "";
+  const bool fs = a.program == "fs";
+  if (mode == "off") {
+    line = fs ? "normal" : "play-dead off";
+  } else if (mode == "slow" && !ms.empty() &&
+             ms.find_first_not_of("0123456789") == std::string::npos) {
+    line = (fs ? "slow " : "play-dead slow ") + ms;
+  } else if (fs && mode == "eio") {
+    line = "eio";
+  } else if (!fs && (mode == "refuse" || mode == "stop")) {
+    line = "play-dead " + mode;
+  } else {
+    io.err << "cofferctl: play-dead needs one of "
+           << (fs ? "off | eio | slow MS" : "off | refuse | slow MS | stop") << "\n";
+    return kExitUsage;
+  }
+  std::string answer;
+  if (int rc = Request(a, line, io, &answer)) return rc;
+  io.out << answer << "\n";
+  return kExitOk;
+}
+
+int SocketMain(const FsArgs& a, Io& io) {
+  if (a.action == "play-dead") return PlayDeadMain(a, io);
+  if (a.action == "status") {
+    std::string answer;
+    if (int rc = Request(a, "status", io, &answer)) return rc;
+    io.out << answer << "\n";
+    return kExitOk;
+  }
+  if (a.program == "fs" && a.action == "verify") return VerifyMain(a, io);
+  if (a.program == "fs" && a.action == "scrub") return FsScrubMain(a, io);
+  io.err << "cofferctl: unknown action '" << a.action << "' ("
+         << (a.program == "fs" ? "status | verify | scrub | play-dead MODE"
+                               : "status | play-dead MODE")
+         << ")\n";
+  return kExitUsage;
+}
+
+// ---- metrics ADDRESS -------------------------------------------------------------------------
+
+struct MetricsArgs {
+  std::string address;  // HOST:PORT or http://HOST:PORT/metrics
+  int timeout_ms = 5000;
+};
+
+int MetricsMain(const MetricsArgs& a, Io& io) {
+  std::string address = a.address;
+  if (address.rfind("http://", 0) == 0) address = address.substr(7);
+  if (auto slash = address.find('/'); slash != std::string::npos) address.resize(slash);
+  try {
+    io.out << metrics::HttpGet(address, "/metrics", a.timeout_ms);
+  } catch (const Error& e) {
+    io.err << "cofferctl: metrics from " << a.address << ": " << e.what() << "\n";
+    return e.err() == EINVAL ? kExitUsage : kExitUnavailable;
+  }
+  return kExitOk;
+}
+
 std::function<std::function<int(Io&)>(CLI::App&)> AddFsCommand(const char* name,
                                                                const char* help,
                                                                int (*main)(const FsArgs&, Io&),
@@ -456,27 +467,43 @@ std::function<std::function<int(Io&)>(CLI::App&)> AddFsCommand(const char* name,
   return [=](CLI::App& app) -> std::function<int(Io&)> {
     auto a = std::make_shared<FsArgs>();
     a->timeout_ms = timeout_ms;
+    a->record = kDefaultScrubRecord;
     auto* sub = app.add_subcommand(name, help);
-    sub->add_option("target", a->target, "the cofferfs STATE_DIR or its mount point")->required();
+    sub->add_option("target", a->target,
+                    "the cofferfs mount point, any path inside it, its STATE_DIR or its control "
+                    "socket")
+        ->required();
     sub->add_option("--socket", a->socket, "the control socket, if not STATE_DIR/control.sock");
     sub->add_option("--timeout", a->timeout_ms, "milliseconds to wait for the answer")
         ->check(CLI::Range(1, 3600000));
+    if (std::string(name) == "status") {
+      sub->add_flag("--json", a->json, "one JSON object instead of text (same exit codes)");
+      sub->add_option("--scrub-record", a->record,
+                      "the record of `cofferctl scrub --config` runs to show")
+          ->capture_default_str();
+    }
     return [a, sub, main](Io& io) { return sub->parsed() ? main(*a, io) : -1; };
   };
 }
 
 std::function<std::function<int(Io&)>(CLI::App&)> AddSocketCommand(const char* program,
                                                                    const char* help,
+                                                                   const char* actions,
                                                                    const char* modes) {
   return [=](CLI::App& app) -> std::function<int(Io&)> {
-    auto a = std::make_shared<SocketArgs>();
+    auto a = std::make_shared<FsArgs>();
     a->program = program;
+    a->timeout_ms = std::string(program) == "fs" ? 600000 : 5000;
     auto* sub = app.add_subcommand(program, help);
-    sub->add_option("socket", a->socket, "the program's control socket")->required();
-    sub->add_option("action", a->action, "status | play-dead")->required();
+    sub->add_option("target", a->target,
+                    std::string(program) == "fs"
+                        ? "the mount point, a path inside it, the STATE_DIR or the control socket"
+                        : "the program's control socket")
+        ->required();
+    sub->add_option("action", a->action, actions)->required();
     sub->add_option("mode", a->mode, std::string("for play-dead: ") + modes);
     sub->add_option("--timeout", a->timeout_ms, "milliseconds to wait for the answer")
-        ->check(CLI::Range(1, 600000));
+        ->check(CLI::Range(1, 3600000));
     return [a, sub](Io& io) { return sub->parsed() ? SocketMain(*a, io) : -1; };
   };
 }
@@ -501,37 +528,73 @@ const std::vector<Command>& Commands() {
       {"scrub", "walk every node and re-replicate what is missing, old or misplaced",
        [](CLI::App& app) -> std::function<int(Io&)> {
          auto a = std::make_shared<ScrubArgs>();
-         auto* sub = app.add_subcommand("scrub", "walk every node and re-replicate what is missing, old or misplaced");
-         sub->add_option("--config", a->config, "replicator config (nodes, R, W, our key)")->required();
-         sub->add_option("--key-file", a->key_file, "key file (no passphrase) to verify objects");
+         a->record = kDefaultScrubRecord;
+         auto* sub = app.add_subcommand(
+             "scrub",
+             "walk every node and re-replicate what is missing, old or misplaced: through a "
+             "running cofferfs (TARGET: its mount point, a path inside it or its STATE_DIR), "
+             "or from this process with --config");
+         sub->add_option("target", a->target,
+                         "a cofferfs mount (or a path inside it, or its STATE_DIR): it scrubs "
+                         "with its own key and shows the result in its status");
+         sub->add_option("--config", a->config, "replicator config (nodes, R, W, our key)");
+         sub->add_option("--keyfile,--key-file", a->key_file,
+                         "key file to verify objects with (GCM); without it only structure "
+                         "and digests are compared");
+         sub->add_option("--passfile", a->passfile,
+                         "passphrase file for a passphrase-protected --keyfile");
+         sub->add_option("--record", a->record,
+                         "where to keep the result for `cofferctl status` (written only when "
+                         "its directory exists)")
+             ->capture_default_str();
+         sub->add_option("--timeout", a->timeout_ms,
+                         "with TARGET: milliseconds to wait for cofferfs's scrub")
+             ->check(CLI::Range(1, 86400000));
          sub->add_flag("-q,--quiet", a->quiet, "no progress display");
          return [a, sub](Io& io) { return sub->parsed() ? ScrubMain(*a, io) : -1; };
        }},
-      {"status", "a running cofferfs: nodes, outbox, cache, under-replicated objects, last scrub",
+      {"status", "a running cofferfs: healthy (0), degraded (1) or not serving (2)",
        AddFsCommand("status",
-                    "a running cofferfs (STATE_DIR or MOUNTPOINT): nodes up/down with latency, "
-                    "outbox depth and age, cache use, under-replicated objects, last scrub",
+                    "a running cofferfs: healthy (exit 0), degraded (1: a node down or lying, "
+                    "changes in the outbox, objects below R) or not serving (2); nodes with "
+                    "latency, outbox depth and age, cache use, last scrub",
                     StatusMain, 10000)},
       {"verify", "compare a cofferfs tree (names, versions, content digests) with the nodes",
        AddFsCommand("verify",
-                    "compare the tree of a running cofferfs (STATE_DIR or MOUNTPOINT) with what "
-                    "the storage nodes hold; exit 1 on any difference",
+                    "compare the tree of a running cofferfs with what the storage nodes hold; "
+                    "exit 1 on any difference",
                     VerifyMain, 600000)},
-      {"fs", "a running cofferfs: status, play-dead off | eio | slow MS",
-       AddSocketCommand("fs", "a running cofferfs (its control socket): status, play-dead MODE",
-                        "off | eio | slow MS")},
+      {"fs", "a running cofferfs: status, verify, scrub, play-dead off | eio | slow MS",
+       AddSocketCommand("fs",
+                        "a running cofferfs: status (its raw status line), verify, scrub, "
+                        "play-dead MODE",
+                        "status | verify | scrub | play-dead", "off | eio | slow MS")},
       {"pop3d", "a running coffer-pop3d: status, play-dead off | refuse | slow MS | stop",
        AddSocketCommand("pop3d",
                         "a running coffer-pop3d (its control socket): status, play-dead MODE",
-                        "off | refuse | slow MS | stop")},
+                        "status | play-dead", "off | refuse | slow MS | stop")},
+      {"metrics", "print a daemon's Prometheus metrics (from its metrics listener)",
+       [](CLI::App& app) -> std::function<int(Io&)> {
+         auto a = std::make_shared<MetricsArgs>();
+         auto* sub = app.add_subcommand(
+             "metrics",
+             "print the Prometheus metrics of coffer-node, cofferfs or coffer-pop3d, fetched "
+             "from the metrics listener it was given (metrics_listen)");
+         sub->add_option("address", a->address, "HOST:PORT or http://HOST:PORT/metrics")
+             ->required();
+         sub->add_option("--timeout", a->timeout_ms, "milliseconds to wait for the answer")
+             ->check(CLI::Range(1, 600000));
+         return [a, sub](Io& io) { return sub->parsed() ? MetricsMain(*a, io) : -1; };
+       }},
   };
   return kCommands;
 }
 
 int Run(const std::vector<std::string>& args, Io& io) {
-  CLI::App app{"cofferctl: status, scrub and play-dead control of a coffer installation",
+  CLI::App app{"cofferctl: status, scrub, metrics and play-dead control of a coffer installation",
                "cofferctl"};
   app.require_subcommand(1);
+  app.set_version_flag("-V,--version", std::string("cofferctl ") + kVersion);
   std::vector<std::function<int(Io&)>> actions;
   for (const auto& c : Commands()) actions.push_back(c.add(app));
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 wants them reversed
@@ -539,6 +602,9 @@ int Run(const std::vector<std::string>& args, Io& io) {
     app.parse(reversed);
   } catch (const CLI::CallForHelp& e) {
     io.out << app.help();
+    return kExitOk;
+  } catch (const CLI::CallForVersion& e) {
+    io.out << e.what() << "\n";
     return kExitOk;
   } catch (const CLI::CallForAllHelp& e) {
     io.out << app.help("", CLI::AppFormatMode::All);

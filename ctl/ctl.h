@@ -1,14 +1,14 @@
 // cofferctl: the admin tool of a coffer installation (status, scrub, play-dead control).
 //
 // A command table (STYLE.md, after MPD and Dovecot): each command is one entry with its name,
-// its help and a function that adds its CLI11 subcommand and returns the action to run. Later
-// issues add entries (status, verify, cofferfs play-dead ...) to kCommands in ctl.cc without
-// touching the others. Run() is the whole program minus main(): tests call it with an argv and
-// string streams, no process needed.
+// its help and a function that adds its CLI11 subcommand and returns the action to run; a new
+// command is a new entry in kCommands in ctl.cc that touches no other. Run() is the whole
+// program minus main(): tests call it with an argv and string streams, no process needed.
 //
-// Exit codes (sysexits): 0 ok, 64 usage, 65 data error (unrecoverable objects), 69 unavailable
-// (a node did not answer), 70 internal error, 75 temporary failure (scrub saw unreachable nodes),
-// 77 permission denied (admin key refused), 78 configuration error.
+// Exit codes (common/sysexits.h): 0 ok; status: 1 degraded, 2 not serving; verify: 1 mismatch;
+// 64 usage, 65 data error (unrecoverable objects), 69 unavailable (a node or program did not
+// answer), 70 internal error, 75 temporary failure (scrub saw unreachable nodes), 77 permission
+// denied (admin key refused, wrong passphrase), 78 configuration error.
 #pragma once
 
 #include <functional>
@@ -17,20 +17,22 @@
 #include <string>
 #include <vector>
 
+#include "common/sysexits.h"
+
 namespace CLI {
 class App;
 }
 
 namespace coffer::ctl {
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitUsage = 64;
-inline constexpr int kExitDataErr = 65;
-inline constexpr int kExitUnavailable = 69;
-inline constexpr int kExitSoftware = 70;
-inline constexpr int kExitTempFail = 75;
-inline constexpr int kExitNoPerm = 77;
-inline constexpr int kExitConfig = 78;
+inline constexpr int kExitOk = exits::kOk;  // status also: 1 degraded, 2 not serving
+inline constexpr int kExitUsage = exits::kUsage;
+inline constexpr int kExitDataErr = exits::kDataErr;
+inline constexpr int kExitUnavailable = exits::kUnavailable;
+inline constexpr int kExitSoftware = exits::kSoftware;
+inline constexpr int kExitTempFail = exits::kTempFail;
+inline constexpr int kExitNoPerm = exits::kNoPerm;
+inline constexpr int kExitConfig = exits::kConfig;
 
 struct Io {
   std::ostream& out;  // results

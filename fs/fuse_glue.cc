@@ -7,6 +7,8 @@
 #include <fuse3/fuse_lowlevel.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -344,6 +346,29 @@ void StatFs(fuse_req_t req, fuse_ino_t) {
   }
 }
 
+// Timing of every operation for the metrics hook: Timed<"name", Fn>::Call wraps a callback.
+std::atomic<OpObserver> g_observer{nullptr};
+
+template <std::size_t N>
+struct OpName {
+  constexpr OpName(const char (&s)[N]) { std::copy_n(s, N, name); }
+  char name[N];
+};
+
+template <OpName Name, auto Fn>
+struct Timed;
+template <OpName Name, class... A, void (*Fn)(fuse_req_t, A...)>
+struct Timed<Name, Fn> {
+  static void Call(fuse_req_t req, A... args) {
+    OpObserver observer = g_observer.load(std::memory_order_relaxed);
+    if (!observer) return Fn(req, args...);
+    const auto start = std::chrono::steady_clock::now();
+    Fn(req, args...);  // has replied: req is gone
+    observer(Name.name,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+};
+
 // RAII owners of the libfuse handles (STYLE.md §4).
 struct SessionOwner {
   fuse_session* se = nullptr;
@@ -359,37 +384,39 @@ struct SessionOwner {
 
 }  // namespace
 
+void SetOpObserver(OpObserver observer) { g_observer.store(observer); }
+
 int ServeFuse(Filesystem* fs, PlayDead* play_dead, const MountOptions& options,
               const std::function<void()>& on_mounted) {
   static fuse_lowlevel_ops ops = [] {
     fuse_lowlevel_ops o{};
     o.init = Init;
-    o.lookup = Lookup;
-    o.forget = Forget;
-    o.forget_multi = ForgetMulti;
-    o.getattr = GetAttr;
-    o.setattr = SetAttr;
-    o.readlink = ReadLink;
-    o.mknod = MkNod;
-    o.mkdir = MkDir;
-    o.unlink = Unlink;
-    o.rmdir = RmDir;
-    o.symlink = Symlink;
-    o.rename = Rename;
-    o.link = Link;
-    o.create = Create;
-    o.open = Open;
-    o.read = Read;
-    o.write = Write;
-    o.flush = Flush;
-    o.fallocate = Fallocate;
-    o.release = Release;
-    o.fsync = Fsync;
-    o.opendir = OpenDir;
-    o.readdir = ReadDir;
-    o.releasedir = ReleaseDir;
-    o.fsyncdir = FsyncDir;
-    o.statfs = StatFs;
+    o.lookup = Timed<"lookup", Lookup>::Call;
+    o.forget = Timed<"forget", Forget>::Call;
+    o.forget_multi = Timed<"forget_multi", ForgetMulti>::Call;
+    o.getattr = Timed<"getattr", GetAttr>::Call;
+    o.setattr = Timed<"setattr", SetAttr>::Call;
+    o.readlink = Timed<"readlink", ReadLink>::Call;
+    o.mknod = Timed<"mknod", MkNod>::Call;
+    o.mkdir = Timed<"mkdir", MkDir>::Call;
+    o.unlink = Timed<"unlink", Unlink>::Call;
+    o.rmdir = Timed<"rmdir", RmDir>::Call;
+    o.symlink = Timed<"symlink", Symlink>::Call;
+    o.rename = Timed<"rename", Rename>::Call;
+    o.link = Timed<"link", Link>::Call;
+    o.create = Timed<"create", Create>::Call;
+    o.open = Timed<"open", Open>::Call;
+    o.read = Timed<"read", Read>::Call;
+    o.write = Timed<"write", Write>::Call;
+    o.flush = Timed<"flush", Flush>::Call;
+    o.fallocate = Timed<"fallocate", Fallocate>::Call;
+    o.release = Timed<"release", Release>::Call;
+    o.fsync = Timed<"fsync", Fsync>::Call;
+    o.opendir = Timed<"opendir", OpenDir>::Call;
+    o.readdir = Timed<"readdir", ReadDir>::Call;
+    o.releasedir = Timed<"releasedir", ReleaseDir>::Call;
+    o.fsyncdir = Timed<"fsyncdir", FsyncDir>::Call;
+    o.statfs = Timed<"statfs", StatFs>::Call;
     return o;
   }();
 

@@ -16,4 +16,10 @@ namespace coffer::fs {
 int ServeFuse(Filesystem* fs, PlayDead* play_dead, const MountOptions& options,
               const std::function<void()>& on_mounted);
 
+// Metrics hook: called after each FUSE request was answered, with the operation's name
+// ("lookup", "write", "fsync", ...) and the seconds it took. Set it before ServeFuse(); it runs
+// on the FUSE worker threads and must be thread-safe and quick. nullptr (default): no timing.
+using OpObserver = void (*)(const char* op, double seconds);
+void SetOpObserver(OpObserver observer);
+
 }  // namespace coffer::fs

@@ -4,14 +4,24 @@
 // Going to the background: we fork first and let the child do all the work (open the store, check
 // the key, mount) while the parent waits on a pipe for the child's verdict, so `mount` and fstab
 // see a real exit status and message ("made with another key") instead of a daemon that died
-// after detaching. LMDB and the committer thread are only ever touched in the child.
+// after detaching. LMDB and the committer thread are only ever touched in the child. Until the
+// mount exists the child logs to the stderr it inherited (so the reason a mount failed always
+// reaches whoever ran it) as well as to its other sinks; only then does it detach and let go of
+// stderr. Another sink always takes the lines: log_file=, syslog where /dev/log exists, or else
+// STATE_DIR/cofferfs.log.
+//
+// A non-empty mount point is refused (unless -o nonempty): mail delivered into the bare
+// directory while coffer was not mounted would sit there in plaintext, hidden by the mount.
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <fcntl.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -21,19 +31,28 @@
 #include "common/error.h"
 #include "common/keyfile.h"
 #include "common/log.h"
+#include "common/metrics.h"
+#include "common/metrics_http.h"
 #include "common/passphrase.h"
+#include "common/service.h"
+#include "common/sysexits.h"
+#include "common/version.h"
 #include "fs/control.h"
 #include "fs/filesystem.h"
+#include "fs/fs_metrics.h"
 #include "fs/fuse_glue.h"
-#include "fs/object_verifier.h"
 #include "fs/options.h"
+#include "fs/object_verifier.h"
 #include "replicator/replicator.h"
 #include "replicator/replicator_config.h"
 
 namespace {
 
-constexpr int kExUsage = 64, kExNoInput = 66, kExUnavailable = 69, kExSoftware = 70,
-              kExCantCreate = 73, kExIoErr = 74, kExNoPerm = 77, kExConfig = 78;
+// The shared table (common/sysexits.h, cofferfs(8) EXIT STATUS).
+constexpr int kExUsage = coffer::exits::kUsage, kExNoInput = coffer::exits::kNoInput,
+              kExUnavailable = coffer::exits::kUnavailable, kExSoftware = coffer::exits::kSoftware,
+              kExCantCreate = coffer::exits::kCantCreate, kExIoErr = coffer::exits::kIoErr,
+              kExNoPerm = coffer::exits::kNoPerm, kExConfig = coffer::exits::kConfig;
 
 int ExitCodeFor(int err) {
   switch (err) {
@@ -41,13 +60,28 @@ int ExitCodeFor(int err) {
     case EACCES: case EPERM: case ENOKEY: return kExNoPerm;
     case EBUSY: case EAGAIN: return kExUnavailable;
     case EINVAL: return kExConfig;
-    case EBADMSG: return 65;
+    case EBADMSG: return coffer::exits::kDataErr;
     case ENOSPC: case EROFS: return kExCantCreate;
     default: return kExIoErr;
   }
 }
 
-int Run(coffer::fs::MountOptions& opts, int status_fd) {
+// Entries of `dir` other than "." and ".." (at most `max` names, for the message).
+std::vector<std::string> DirEntries(const std::string& dir, std::size_t max) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return names;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    names.push_back(n);
+    if (names.size() >= max) break;
+  }
+  ::closedir(d);
+  return names;
+}
+
+int Run(coffer::fs::MountOptions& opts, int status_fd, const coffer::log::Options& log_options) {
   using namespace coffer;
   auto report = [&](int code) {
     if (status_fd >= 0) {
@@ -67,7 +101,10 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
     std::optional<crypto::SecretBytes> pass;
     if (keyfile::NeedsPassphrase(opts.keyfile)) {
       passphrase::Source src;
-      if (!opts.passfile.empty()) src.file = opts.passfile;
+      if (!opts.passfile.empty()) {
+        src.file = opts.passfile;
+        if (auto w = passphrase::LoosePermissions(opts.passfile)) spdlog::warn("{}", *w);
+      }
       pass = passphrase::Read(src, "Passphrase for " + opts.keyfile + ": ", false);
     }
     keyfile::KeySet keyset = keyfile::Load(opts.keyfile, pass ? &*pass : nullptr);
@@ -124,12 +161,15 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
                    opts.commit_interval_ms);
     fs::PlayDead play_dead;
     fs::ControlServer control;
+    std::atomic<std::int64_t> manual_scrub_unix{0};  // last scrub asked for on the socket
     std::string control_path =
         opts.control_socket.empty() ? opts.state_dir + "/control.sock" : opts.control_socket;
     control.Start(control_path, &play_dead,
                   [&](std::string_view line) -> std::optional<std::string> {
-      if (line == "status")
-        return fs::HandleControlCommand(line, &play_dead) + " " + filesystem.StatusLine();
+      if (line == "status") {
+        return fs::HandleControlCommand(line, &play_dead) + " " + filesystem.StatusLine() +
+               " manual_scrub_unix=" + std::to_string(manual_scrub_unix.load());
+      }
       if (line == "verify") {
         if (!replicated) return std::string("err verify needs storage nodes (local-only mount)");
         fs::VerifyReport r = filesystem.Verify();
@@ -154,7 +194,9 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
       if (line == "scrub") {
         if (!replicated) return std::string("err scrub needs storage nodes (local-only mount)");
         auto r = filesystem.Scrub();
-        return "ok checked=" + std::to_string(r.checked) + " repaired=" +
+        manual_scrub_unix = static_cast<std::int64_t>(std::time(nullptr));
+        return "ok checked=" + std::to_string(r.checked) + " differing=" +
+               std::to_string(r.differing) + " repaired=" +
                std::to_string(r.repaired) + " moved=" + std::to_string(r.moved) +
                " collected=" + std::to_string(r.collected) +
                " unreachable=" + std::to_string(r.unreachable) +
@@ -163,20 +205,45 @@ int Run(coffer::fs::MountOptions& opts, int status_fd) {
       return std::nullopt;
     });
 
+    metrics::MetricsServer metrics_server(metrics::Default());
+    if (!opts.metrics_listen.empty()) {
+      fs::SetOpObserver(fs::RegisterOpMetrics(metrics::Default()));
+      fs::RegisterStoreMetrics(
+          metrics::Default(),
+          [&] { return fs::HandleControlCommand("status", &play_dead) + " " + filesystem.StatusLine(); },
+          &filesystem);
+      metrics_server.Start(opts.metrics_listen);
+      spdlog::info("metrics on {}", metrics_server.url());
+    }
+
     int rc = fs::ServeFuse(&filesystem, &play_dead, opts, [&] {
       report(0);
+      const std::string ready = "mounted " + opts.state_dir + " on " + opts.mountpoint +
+                                (replicated ? " (storage nodes: " + opts.replicator + ")"
+                                            : " (local only)");
+      service::Ready(ready);
       if (!opts.foreground) {
         ::setsid();
         if (::chdir("/") != 0) spdlog::warn("chdir /: {}", std::strerror(errno));
+        // Keep stderr only when it is the journal (or, should it happen, nothing else takes
+        // the lines: main() gives the background a log file when there is no syslog).
+        const bool syslog_ok = log_options.to_syslog && log::SyslogAvailable();
+        const bool keep_stderr =
+            service::StderrIsJournal() || (log_options.file.empty() && !syslog_ok);
+        // The logger keeps its stderr sink (replacing the logger while other threads log is
+        // not safe); what it writes there goes to /dev/null once another sink has the lines.
         int null = ::open("/dev/null", O_RDWR);
         if (null >= 0) {
           ::dup2(null, 0);
           ::dup2(null, 1);
-          if (!opts.log_syslog) ::dup2(null, 2);
+          if (!keep_stderr) ::dup2(null, 2);
           if (null > 2) ::close(null);
         }
       }
     });
+    service::Stopping();
+    metrics_server.Stop();
+    fs::SetOpObserver(nullptr);
     control.Stop();
     filesystem.Shutdown();
     spdlog::info("clean shutdown, everything committed");
@@ -206,11 +273,11 @@ int main(int argc, char** argv) {
       "sync, async, commit_interval_ms=N, entry_timeout=S, attr_timeout=S, negative_timeout=S,\n"
       "keep_cache=0|1, max_threads=N, control_socket=PATH, log_level=LEVEL, log_syslog, ro, debug,\n"
       "replicator=FILE (storage nodes), degraded=fail|queue, cache_limit_mb=N, scrub_interval_s=N,\n"
-      "tombstone_grace_s=N.\n"
+      "tombstone_grace_s=N, log_file=FILE, metrics_listen=HOST:PORT, nonempty.\n"
       "See cofferfs(8)."};
   fs::MountOptions opts;
   std::vector<std::string> o_strings;
-  bool version = false;
+  app.set_version_flag("-V,--version", std::string("cofferfs ") + kVersion);
   app.add_option("STATE_DIR", opts.state_dir, "state directory (created and initialised if empty)")
       ->required();
   app.add_option("MOUNTPOINT", opts.mountpoint, "where to mount")->required()->check(
@@ -219,18 +286,12 @@ int main(int argc, char** argv) {
   app.add_flag("-d,--debug", opts.debug, "trace FUSE requests (implies -f)");
   app.add_option("-o", o_strings, "mount options, comma-separated (see above)")
       ->allow_extra_args(false);
-  app.add_flag("-V,--version", version, "print the version and exit");
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     app.exit(e);
     return kExUsage;
-  }
-  if (version) {
-    std::cout << "cofferfs 0.1.0\n";
-    return 0;
   }
   try {
     fs::ApplyOptionStrings(o_strings, &opts);
@@ -255,14 +316,45 @@ int main(int argc, char** argv) {
     std::cerr << "cofferfs: log_level must be one of " << log::kLevelNames << "\n";
     return kExUsage;
   }
+  if (!opts.nonempty) {
+    auto names = DirEntries(opts.mountpoint, 3);
+    if (!names.empty()) {
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      std::cerr << "cofferfs: mount point " << opts.mountpoint << " is not empty (" << list
+                << (names.size() >= 3 ? ", ..." : "")
+                << "): refusing to mount over it. Files there were written while coffer was "
+                   "not mounted and are not encrypted; move them away (into the mount once it "
+                   "is up), or mount anyway with -o nonempty\n";
+      return exits::kCantCreate;
+    }
+  }
   log::Options lo;
   lo.program = "cofferfs";
   lo.level = *level;
   lo.to_stderr = true;
-  lo.to_syslog = opts.log_syslog || !opts.foreground;
-  log::Init(lo);
+  lo.file = opts.log_file;
+  // In the background syslog is the default sink when there is no log file; under systemd
+  // (stderr is the journal) it would only duplicate the lines.
+  lo.to_syslog = opts.log_syslog ||
+                 (!opts.foreground && opts.log_file.empty() && !service::StderrIsJournal());
+  // In the background stderr is let go once mounted (a caller that reads it must see it close),
+  // so some other sink must take the lines: without log_file= and without /dev/log they go to
+  // STATE_DIR/cofferfs.log.
+  if (!opts.foreground && opts.log_file.empty() && !service::StderrIsJournal() &&
+      !(lo.to_syslog && log::SyslogAvailable())) {
+    lo.file = opts.state_dir + "/cofferfs.log";
+    std::cerr << "cofferfs: no syslog (/dev/log) and no log_file=: logging to " << lo.file
+              << "\n";
+  }
+  try {
+    log::Init(lo);
+  } catch (const Error& e) {
+    std::cerr << "cofferfs: " << e.what() << "\n";
+    return exits::kCantCreate;
+  }
 
-  if (opts.foreground) return Run(opts, -1);
+  if (opts.foreground) return Run(opts, -1, lo);
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -276,7 +368,7 @@ int main(int argc, char** argv) {
   }
   if (pid == 0) {
     ::close(fds[0]);
-    return Run(opts, fds[1]);
+    return Run(opts, fds[1], lo);
   }
   ::close(fds[1]);
   unsigned char code = kExSoftware;

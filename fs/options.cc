@@ -12,6 +12,7 @@ namespace coffer::fs {
 
 void ApplyConfig(const config::Config& cfg, MountOptions* out) {
   cfg.RejectUnknown({"keyfile", "passfile", "control_socket", "log_level", "log_syslog",
+                     "log_file", "metrics_listen", "nonempty",
                      "allow_other", "sync", "commit_interval_ms", "entry_timeout",
                      "attr_timeout", "negative_timeout", "keep_cache", "max_threads",
                      "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
@@ -21,6 +22,9 @@ void ApplyConfig(const config::Config& cfg, MountOptions* out) {
   out->control_socket = cfg.String("control_socket", out->control_socket);
   out->log_level = cfg.String("log_level", out->log_level);
   out->log_syslog = cfg.Bool("log_syslog", out->log_syslog);
+  out->log_file = cfg.String("log_file", out->log_file);
+  out->metrics_listen = cfg.String("metrics_listen", out->metrics_listen);
+  out->nonempty = cfg.Bool("nonempty", out->nonempty);
   out->allow_other = cfg.Bool("allow_other", out->allow_other);
   out->sync = cfg.Bool("sync", out->sync);
   out->commit_interval_ms =
@@ -109,6 +113,12 @@ void ApplyOptionStrings(const std::vector<std::string>& option_strings, MountOpt
       out->log_level = value;
     } else if (key == "log_syslog") {
       out->log_syslog = ParseBool(key, value);
+    } else if (key == "log_file") {
+      out->log_file = value;
+    } else if (key == "metrics_listen") {
+      out->metrics_listen = value;
+    } else if (key == "nonempty") {
+      out->nonempty = ParseBool(key, value);
     } else if (key == "allow_other") {
       out->allow_other = ParseBool(key, value);
     } else if (key == "ro") {

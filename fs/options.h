@@ -21,7 +21,10 @@ struct MountOptions {
   std::string passfile;        // passphrase file for a passphrase-protected key file
   std::string control_socket;  // default: STATE_DIR/control.sock
   std::string log_level = "info";
-  bool log_syslog = false;     // default: syslog when in the background
+  bool log_syslog = false;     // also log to syslog (in the background without log_file: on)
+  std::string log_file;        // also log to this file
+  std::string metrics_listen;  // HOST:PORT of the Prometheus listener; "" = off
+  bool nonempty = false;       // allow mounting over a non-empty directory
   bool allow_other = false;
   bool read_only = false;
   bool sync = true;            // namespace changes durable before they return
@@ -31,7 +34,7 @@ struct MountOptions {
   double negative_timeout = 1.0;
   bool keep_cache = true;
   std::uint32_t max_threads = 16;
-  // Storage nodes (issue 5): the replicator client config; "" = local only.
+  // Storage nodes: the replicator client config; "" = local only.
   std::string replicator;
   bool degraded_queue = false;          // degraded=fail|queue
   std::uint64_t cache_limit_mb = 0;     // 0: keep every chunk locally
@@ -50,7 +53,8 @@ void ApplyOptionStrings(const std::vector<std::string>& option_strings, MountOpt
 
 // The config keys and -o options, for --help and the man page test.
 inline constexpr const char* kConfigKeys[] = {
-    "keyfile", "passfile", "control_socket", "log_level", "log_syslog", "allow_other", "sync",
+    "keyfile", "passfile", "control_socket", "log_level", "log_syslog", "log_file",
+    "metrics_listen", "nonempty", "allow_other", "sync",
     "commit_interval_ms", "entry_timeout", "attr_timeout", "negative_timeout", "keep_cache",
     "max_threads", "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
     "tombstone_grace_s"};

@@ -14,19 +14,20 @@
 
 #include "common/error.h"
 #include "common/passphrase.h"
+#include "common/sysexits.h"
 
 namespace coffer::keytool {
 
 // Exit statuses (sysexits.h values, documented in coffer-keytool(1)).
 enum ExitCode : int {
-  kExitOk = 0,
-  kExitUsage = 64,      // bad command line, or no terminal to ask for a passphrase
-  kExitDataErr = 65,    // damaged, truncated or tampered key file; wrong file kind
-  kExitNoInput = 66,    // key file (or passphrase file) missing
-  kExitSoftware = 70,   // internal error
-  kExitCantCreate = 73, // refusing to overwrite an existing file
-  kExitIoErr = 74,      // read/write error
-  kExitNoPerm = 77,     // wrong passphrase, or key file permissions too loose
+  kExitOk = exits::kOk,
+  kExitUsage = exits::kUsage,            // bad command line, or no terminal for a passphrase
+  kExitDataErr = exits::kDataErr,        // damaged, truncated or tampered key file; wrong kind
+  kExitNoInput = exits::kNoInput,        // key file (or passphrase file) missing
+  kExitSoftware = exits::kSoftware,      // internal error
+  kExitCantCreate = exits::kCantCreate,  // refusing to overwrite an existing file
+  kExitIoErr = exits::kIoErr,            // read/write error
+  kExitNoPerm = exits::kNoPerm,          // wrong passphrase, or key file permissions too loose
 };
 int ExitCodeFor(const Error& e);
 

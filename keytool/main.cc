@@ -10,6 +10,8 @@
 #include "common/config.h"
 #include "common/crypto.h"
 #include "common/error.h"
+#include "common/passphrase.h"
+#include "common/version.h"
 #include "keytool/keytool.h"
 
 namespace {
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
       "and make ZeroMQ CURVE key pairs.\nPassphrases are read from the terminal (no echo), "
       "--passfile or --passfd; never from the command line."};
   app.require_subcommand(1);
+  app.set_version_flag("-V,--version", std::string("coffer-keytool ") + coffer::kVersion);
   std::string config_path;
   app.add_option("--config", config_path,
                  std::string("config file (default ") + kDefaultConfig + " if it exists)");
@@ -121,15 +124,21 @@ int main(int argc, char** argv) {
       auto config = coffer::config::Config::Load(config_path);
       config.RejectUnknown({"keyfile", "scrypt_logn"});
       if (keyfile.empty()) keyfile = config.String("keyfile", kDefaultKeyfile);
-      // Only subcommands that make a key file have --scrypt-logn; the config's value applies
-      // unless it was given on the command line.
+      // Only commands that have --scrypt-logn take the config's default for it.
       const CLI::Option* logn =
           app.get_subcommands().front()->get_option_no_throw("--scrypt-logn");
-      if ((logn == nullptr || logn->count() == 0) && config.Has("scrypt_logn")) {
+      if (logn && logn->count() == 0 && config.Has("scrypt_logn")) {
         kdf.scrypt_logn = static_cast<int>(config.Int("scrypt_logn", 17, 10, 22));
       }
     }
     if (keyfile.empty()) keyfile = kDefaultKeyfile;
+    for (const PassOptions* p : {&pass, &new_pass, &export_pass}) {
+      if (p->file) {
+        if (auto w = coffer::passphrase::LoosePermissions(*p->file)) {
+          std::cerr << "coffer-keytool: warning: " << *w << "\n";
+        }
+      }
+    }
 
     std::ostream& out = std::cout;
     if (*init) coffer::keytool::Init(keyfile, pass, kdf, out);
@@ -144,7 +153,7 @@ int main(int argc, char** argv) {
     return coffer::keytool::kExitOk;
   } catch (const coffer::config::ConfigError& e) {
     std::cerr << "coffer-keytool: " << e.what() << "\n";
-    return 78;  // EX_CONFIG
+    return coffer::exits::kConfig;
   } catch (const coffer::Error& e) {
     std::cerr << "coffer-keytool: " << e.what() << "\n";
     return coffer::keytool::ExitCodeFor(e);

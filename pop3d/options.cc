@@ -42,7 +42,8 @@ ServerOptions LoadServerOptions(const config::Config& c) {
                    "limits.max_line_length", "limits.max_bad_commands",
                    "limits.max_failed_logins", "pop3.uidl", "pop3.mark_seen",
                    "pop3.login_delay", "pop3.expire", "pop3.implementation",
-                   "pop3.create_maildir", "log.level", "log.syslog"});
+                   "pop3.create_maildir", "log.level", "log.syslog", "log.file",
+                   "metrics.listen"});
   ServerOptions o;
   for (const auto& s : c.StringArray("listen.plain", {"127.0.0.1:110"})) {
     o.listen.push_back(ParseListenAddress(s, false));
@@ -57,7 +58,7 @@ ServerOptions LoadServerOptions(const config::Config& c) {
   o.threads = static_cast<int>(c.Int("server.threads", hw == 0 ? 1 : hw, 1, 256));
   o.auth_threads = static_cast<int>(c.Int("server.auth_threads", 2, 1, 64));
   o.control_socket = c.String("server.control_socket", "");
-  o.auth.passwd_file = c.String("auth.passwd_file", "/etc/coffer/pop3d.passwd");
+  o.auth.passwd_file = c.String("auth.passwd_file", "/etc/coffer/coffer-pop3d.passwd");
   o.auth.mail_location = c.String("auth.mail_location", "/srv/mail/%d/%n/Maildir");
   o.allow_plaintext = c.Bool("auth.allow_plaintext", false);
   o.plaintext_on_loopback = c.Bool("auth.plaintext_on_loopback", true);
@@ -100,6 +101,8 @@ ServerOptions LoadServerOptions(const config::Config& c) {
   o.session.implementation = c.String("pop3.implementation", "coffer-pop3d");
   o.log_level = c.String("log.level", "info");
   o.log_syslog = c.Bool("log.syslog", false);
+  o.log_file = c.String("log.file", "");
+  o.metrics_listen = c.String("metrics.listen", "");
   return o;
 }
 

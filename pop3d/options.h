@@ -37,6 +37,8 @@ struct ServerOptions {
   AuthOptions auth;
   std::string log_level = "info";
   bool log_syslog = false;
+  std::string log_file;         // "" = none
+  std::string metrics_listen;   // HOST:PORT of the Prometheus listener; "" = off
 };
 
 // "HOST:PORT", "[V6]:PORT" or "*:PORT" (all IPv4 addresses). Throws config::ConfigError.

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/metrics.h"
 #include "pop3d/session.h"
 
 namespace coffer::pop3d {
@@ -42,18 +43,51 @@ struct Server::Impl {
       : options(std::move(o)),
         auth(a),
         control(c),
-        ssl(asio::ssl::context::tls_server),
         auth_pool(static_cast<std::size_t>(options.auth_threads)),
-        signals(io, SIGINT, SIGTERM) {}
+        signals(io, SIGINT, SIGTERM),
+        hup(io, SIGHUP) {}
 
   ServerOptions options;
   Authenticator& auth;
   Control& control;
   asio::io_context io;
-  asio::ssl::context ssl;
+  // The TLS context for new connections; a reload swaps it, connections keep theirs alive.
+  mutable std::mutex ssl_mu;                     // guards ssl; nothing else is taken inside
+  std::shared_ptr<asio::ssl::context> ssl;       // guarded by ssl_mu; null: no TLS
   bool tls_ready = false;
   asio::thread_pool auth_pool;
   asio::signal_set signals;
+  asio::signal_set hup;
+  std::function<void()> on_reload;
+
+  std::shared_ptr<asio::ssl::context> Ssl() const {
+    std::lock_guard lock(ssl_mu);
+    return ssl;
+  }
+  void WaitHup() {
+    hup.async_wait([this](const asio::error_code& ec, int) {
+      if (ec) return;
+      if (on_reload) on_reload();
+      WaitHup();
+    });
+  }
+
+  metrics::Counter& sessions_total = metrics::Default().AddCounter(
+      "coffer_pop3d_sessions_total", "connections accepted (within the limits)");
+  metrics::Counter& refused_total = metrics::Default().AddCounter(
+      "coffer_pop3d_connections_refused_total", "connections refused by the connection limits");
+  metrics::Counter& logins_total = metrics::Default().AddCounter(
+      "coffer_pop3d_logins_total", "successful logins");
+  metrics::Counter& login_failures_total = metrics::Default().AddCounter(
+      "coffer_pop3d_login_failures_total", "failed logins (any reason)");
+  metrics::Counter& retr_bytes_total = metrics::Default().AddCounter(
+      "coffer_pop3d_retrieved_bytes_total", "message bytes sent by RETR and TOP");
+  metrics::Counter& retr_total = metrics::Default().AddCounter(
+      "coffer_pop3d_retrieved_messages_total", "messages sent by RETR");
+  metrics::Counter& deleted_total = metrics::Default().AddCounter(
+      "coffer_pop3d_deleted_messages_total", "messages deleted at QUIT");
+  metrics::Histogram& login_seconds = metrics::Default().AddHistogram(
+      "coffer_pop3d_login_seconds", "time to check a password and open the maildrop");
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<bool> acceptor_tls;
   std::unique_ptr<asio::local::stream_protocol::acceptor> control_acceptor;
@@ -128,6 +162,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Close();
     if (logged_in_) {
       const SessionStats& s = session_.stats();
+      server_.retr_bytes_total.Inc(s.retr_bytes);
+      server_.retr_total.Inc(s.retr);
+      server_.deleted_total.Inc(s.deleted);
       spdlog::info("logout user={} remote={} retr={} retr_bytes={} top={} dele={} deleted={} "
                    "bad={} completed={}",
                    session_.user(), remote_.to_string(), s.retr, s.retr_bytes, s.top, s.dele,
@@ -206,7 +243,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   awaitable<void> StartTls() {
-    tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, server_.ssl);
+    ssl_ = server_.Ssl();
+    if (!ssl_) throw std::runtime_error("TLS is not configured");
+    tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *ssl_);
     co_await tls_->async_handshake(asio::ssl::stream_base::server, use_awaitable);
     Touch();
   }
@@ -283,20 +322,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
       out.clear();
       Credentials creds = std::move(*r.login);
       Authenticator& auth = server_.auth;
+      const auto login_started = Clock::now();
       LoginResult result = co_await asio::co_spawn(
           server_.auth_pool,
           [&auth, &creds]() -> awaitable<LoginResult> { co_return auth.Login(creds.user, creds.password); },
           use_awaitable);
+      server_.login_seconds.Observe(
+          std::chrono::duration<double>(Clock::now() - login_started).count());
       LoginStatus status = result.status;
       std::string user = creds.user;
       r = session_.CompleteLogin(std::move(result));
       if (status == LoginStatus::kOk) {
         logged_in_ = true;
         ++server_.control.logins;
+        server_.logins_total.Inc();
         spdlog::info("login user={} remote={} tls={}", user, remote_.to_string(),
                      tls_ ? "yes" : "no");
       } else {
         ++server_.control.failed_logins;
+        server_.login_failures_total.Inc();
         spdlog::warn("login failed user={} remote={} reason={}", user, remote_.to_string(),
                      status == LoginStatus::kBadCredentials ? "credentials"
                      : status == LoginStatus::kInUse        ? "in-use"
@@ -346,6 +390,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   tcp::socket socket_;
   asio::ip::address remote_;
   bool implicit_tls_;
+  std::shared_ptr<asio::ssl::context> ssl_;  // before tls_: outlives the stream
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   asio::steady_timer timer_;
   asio::steady_timer delay_timer_;
@@ -387,6 +432,7 @@ awaitable<void> Server::Impl::AcceptLoop(tcp::acceptor& acceptor, bool tls) {
     if (ec) continue;
     socket.set_option(tcp::no_delay(true), ec);
     if (!limits->Admit(remote)) {
+      refused_total.Inc();
       spdlog::warn("connection from {} refused: connection limit", remote.to_string());
       if (!tls) {
         asio::co_spawn(socket.get_executor(),
@@ -395,6 +441,7 @@ awaitable<void> Server::Impl::AcceptLoop(tcp::acceptor& acceptor, bool tls) {
       }
       continue;
     }
+    sessions_total.Inc();
     auto executor = socket.get_executor();
     auto conn = std::make_shared<Connection>(*this, std::move(socket), remote, tls);
     asio::co_spawn(executor, [conn]() -> awaitable<void> { co_await conn->Run(); },
@@ -429,18 +476,41 @@ Server::~Server() {
   }
 }
 
+namespace {
+
+std::shared_ptr<asio::ssl::context> MakeTlsContext(const std::string& certificate,
+                                                   const std::string& private_key) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                   asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+  try {
+    ctx->use_certificate_chain_file(certificate);
+  } catch (const std::system_error& e) {
+    throw Error(EINVAL, "TLS certificate " + certificate + ": " + e.what());
+  }
+  try {
+    ctx->use_private_key_file(private_key, asio::ssl::context::pem);
+  } catch (const std::system_error& e) {
+    throw Error(EINVAL, "TLS key " + private_key + ": " + e.what());
+  }
+  return ctx;
+}
+
+}  // namespace
+
 void Server::Bind() {
   Impl& s = *impl_;
-  try {
-    if (!s.options.certificate.empty()) {
-      s.ssl.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                        asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                        asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
-      s.ssl.use_certificate_chain_file(s.options.certificate);
-      s.ssl.use_private_key_file(s.options.private_key, asio::ssl::context::pem);
-      s.tls_ready = true;
-    }
-    for (const auto& l : s.options.listen) {
+  if (!s.options.certificate.empty()) {
+    auto ctx = MakeTlsContext(s.options.certificate, s.options.private_key);
+    std::lock_guard lock(s.ssl_mu);
+    s.ssl = std::move(ctx);
+    s.tls_ready = true;
+  }
+  for (const auto& l : s.options.listen) {
+    const std::string where = (l.host.find(':') != std::string::npos ? "[" + l.host + "]" : l.host) +
+                              ":" + std::to_string(l.port) + (l.tls ? " (TLS)" : "");
+    try {
       tcp::endpoint ep(asio::ip::make_address(l.host), l.port);
       auto acc = std::make_unique<tcp::acceptor>(s.io);
       acc->open(ep.protocol());
@@ -450,17 +520,34 @@ void Server::Bind() {
       acc->listen(1024);
       s.acceptors.push_back(std::move(acc));
       s.acceptor_tls.push_back(l.tls);
+    } catch (const std::system_error& e) {
+      throw Error(e.code().value() ? e.code().value() : EIO,
+                  "cannot listen on " + where + ": " + e.code().message());
     }
-    if (!s.options.control_socket.empty()) {
+  }
+  if (!s.options.control_socket.empty()) {
+    try {
       ::unlink(s.options.control_socket.c_str());
       mode_t old = ::umask(0077);
       s.control_acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(
           s.io, asio::local::stream_protocol::endpoint(s.options.control_socket));
       ::umask(old);
+    } catch (const std::system_error& e) {
+      throw Error(e.code().value() ? e.code().value() : EIO,
+                  "cannot bind control socket " + s.options.control_socket + ": " +
+                      e.code().message());
     }
-  } catch (const std::system_error& e) {
-    throw Error(e.code().value() ? e.code().value() : EIO, std::string("bind: ") + e.what());
   }
+}
+
+void Server::SetReloadHandler(std::function<void()> handler) {
+  impl_->on_reload = std::move(handler);
+}
+
+void Server::ReloadTls(const std::string& certificate, const std::string& private_key) {
+  auto ctx = MakeTlsContext(certificate, private_key);
+  std::lock_guard lock(impl_->ssl_mu);
+  impl_->ssl = std::move(ctx);
 }
 
 std::vector<std::uint16_t> Server::BoundPorts() const {
@@ -476,6 +563,7 @@ void Server::Run() {
     spdlog::info("signal {}: stopping", sig);
     s.io.stop();
   });
+  s.WaitHup();
   for (std::size_t i = 0; i < s.acceptors.size(); ++i) {
     asio::co_spawn(s.io, s.AcceptLoop(*s.acceptors[i], s.acceptor_tls[i]), asio::detached);
     spdlog::info("listening on {}:{}{}", s.acceptors[i]->local_endpoint().address().to_string(),

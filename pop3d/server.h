@@ -5,10 +5,13 @@
 // batches the replies to pipelined commands into one write, streams RETR/TOP bodies chunk by
 // chunk awaiting each write (back-pressure: a slow reader costs one chunk of memory), runs
 // password checks on a separate thread pool, enforces the connection limits and the idle
-// timeout, and applies the play-dead modes of control.h.
+// timeout, and applies the play-dead modes of control.h. SIGINT/SIGTERM stop it; SIGHUP calls
+// the reload handler (main.cc re-reads the config). Sessions, logins and bytes are counted in
+// metrics::Default().
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +39,13 @@ class Server {
   void Run();
   // Thread-safe. Open sessions are dropped without any deletion.
   void Stop();
+
+  // Called on the I/O thread for each SIGHUP. Set before Run().
+  void SetReloadHandler(std::function<void()> handler);
+  // Loads a new certificate chain and key for connections accepted from now on (sessions already
+  // in TLS keep theirs). Throws coffer::Error naming the file; the old certificate stays then.
+  // Thread-safe.
+  void ReloadTls(const std::string& certificate, const std::string& private_key);
 
   // The state shared by the accept loops and the connections (defined in server.cc).
   struct Impl;

@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -17,6 +19,8 @@
 
 #include "common/error.h"
 #include "common/fd.h"
+#include "common/metrics.h"
+#include "replicator/refusal_log.h"
 
 namespace coffer::replicator {
 namespace {
@@ -29,6 +33,7 @@ constexpr int kZapEnforceDomain = ZMQ_ZAP_ENFORCE_DOMAIN;
 #endif
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
 constexpr const char* kZapDomain = "coffer";
+constexpr const char* kMonitorEndpoint = "inproc://coffer-node-monitor";
 
 using Clock = std::chrono::steady_clock;
 
@@ -40,26 +45,88 @@ struct NodeServer::Impl {
   zmq::context_t ctx;
   zmq::socket_t zap;
   zmq::socket_t router;
+  zmq::socket_t monitor;
   std::thread zap_thread;
   std::atomic<bool> zap_stop{false};
-  std::set<std::string> allowed;
+  RefusalLog refusals;  // ZAP thread only
+  metrics::Counter& refused_total = metrics::Default().AddCounter(
+      "coffer_node_refused_handshakes_total",
+      "CURVE handshakes refused (key not on the allow list, or a failed handshake)");
+  // Lock order: keys_mu only, never held while calling ZeroMQ or the handler.
+  mutable std::mutex keys_mu;
+  std::set<std::string> allowed;  // guarded by keys_mu: box keys and the admin key
+  std::string admin_key;          // guarded by keys_mu
 
   Impl(NodeServerOptions o, RequestHandler& h) : options(std::move(o)), handler(h), ctx(1) {
-    allowed.insert(options.allowed_keys.begin(), options.allowed_keys.end());
-    if (!options.admin_key.empty()) allowed.insert(options.admin_key);
+    SetKeys(options.allowed_keys, options.admin_key);
+  }
+
+  void SetKeys(const std::vector<std::string>& keys, const std::string& admin) {
+    std::lock_guard lock(keys_mu);
+    allowed = std::set<std::string>(keys.begin(), keys.end());
+    if (!admin.empty()) allowed.insert(admin);
+    admin_key = admin;
+  }
+  bool Allowed(const std::string& key) const {
+    std::lock_guard lock(keys_mu);
+    return allowed.count(key) != 0;
+  }
+  bool IsAdmin(const std::string& key) const {
+    std::lock_guard lock(keys_mu);
+    return !admin_key.empty() && key == admin_key;
+  }
+
+  void LogRefusal(const std::string& address, const std::string& key, const std::string& why) {
+    refused_total.Inc();
+    auto suppressed = refusals.Record(address, key, RefusalLog::Clock::now());
+    if (!suppressed) return;
+    std::string fp = KeyFingerprint(key);
+    spdlog::warn("refused CURVE handshake from {}{}: {}{}", address,
+                 key.empty() ? "" : " with key " + key + " (fingerprint " + fp + ")", why,
+                 *suppressed ? " (" + std::to_string(*suppressed) +
+                                   " more refusals from it not logged)"
+                             : "");
+  }
+
+  // A handshake that failed before the ZAP handler saw a key: with CURVE that is nearly always a
+  // client that encrypted to another public key than this node's.
+  void OnMonitorEvent() {
+    zmq::message_t event, endpoint;
+    if (!monitor.recv(event, zmq::recv_flags::dontwait)) return;
+    if (event.more()) (void)monitor.recv(endpoint, zmq::recv_flags::none);
+    if (event.size() < 6) return;
+    std::uint16_t id;
+    std::uint32_t value;
+    std::memcpy(&id, event.data(), 2);
+    std::memcpy(&value, static_cast<const char*>(event.data()) + 2, 4);
+    if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+      char code[16];
+      std::snprintf(code, sizeof code, "0x%08x", value);
+      LogRefusal("a client of " + endpoint.to_string(), "",
+                 std::string("handshake failed (ZMTP/CURVE error ") + code +
+                     "): does the box use this node's public key?");
+    }
   }
 
   // The ZAP handler (RFC 27): answers 200 only for CURVE clients whose key is allowed. The
   // user id it returns is the client's Z85 public key; the loop reads it as "User-Id".
   void ZapLoop() {
     while (!zap_stop.load()) {
-      zmq::pollitem_t items[] = {{zap.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[] = {{zap.handle(), 0, ZMQ_POLLIN, 0},
+                                 {monitor.handle(), 0, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, 1, std::chrono::milliseconds(100));
+        zmq::poll(items, monitor ? 2 : 1, std::chrono::milliseconds(100));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         if (e.num() == ETERM) return;
         throw;
+      }
+      if (monitor && (items[1].revents & ZMQ_POLLIN)) {
+        try {
+          OnMonitorEvent();
+        } catch (const zmq::error_t& e) {
+          if (e.num() == ETERM) return;
+        }
       }
       if (!(items[0].revents & ZMQ_POLLIN)) continue;
       std::vector<zmq::message_t> frames;
@@ -85,10 +152,10 @@ struct NodeServer::Impl {
         char z85[41];
         zmq_z85_encode(z85, static_cast<const std::uint8_t*>(frames[6].data()), 32);
         user = z85;
-        ok = allowed.count(user) != 0;
-        if (!ok) spdlog::warn("refused client {} with unknown CURVE key {}", address, user);
+        ok = Allowed(user);
+        if (!ok) LogRefusal(address, user, "key not on the allow list (allowed_keys_file)");
       } else {
-        spdlog::warn("refused client {}: not CURVE", address);
+        LogRefusal(address, "", "not a CURVE client");
       }
       try {
         zap.send(zmq::str_buffer("1.0"), zmq::send_flags::sndmore);
@@ -111,6 +178,16 @@ NodeServer::NodeServer(NodeServerOptions options, RequestHandler& handler)
   s.zap = zmq::socket_t(s.ctx, zmq::socket_type::rep);
   s.zap.set(zmq::sockopt::linger, 0);
   s.zap.bind(kZapEndpoint);
+  s.router = zmq::socket_t(s.ctx, zmq::socket_type::router);
+  if (zmq_socket_monitor(s.router.handle(), kMonitorEndpoint,
+                         ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+    s.monitor = zmq::socket_t(s.ctx, zmq::socket_type::pair);
+    s.monitor.set(zmq::sockopt::linger, 0);
+    s.monitor.connect(kMonitorEndpoint);
+  } else {
+    spdlog::debug("no socket monitor: {}", zmq_strerror(zmq_errno()));
+  }
   s.zap_thread = std::thread([&s] {
     try {
       s.ZapLoop();
@@ -119,7 +196,6 @@ NodeServer::NodeServer(NodeServerOptions options, RequestHandler& handler)
     }
   });
 
-  s.router = zmq::socket_t(s.ctx, zmq::socket_type::router);
   s.router.set(zmq::sockopt::router_mandatory, 1);
   s.router.set(zmq::sockopt::linger, s.options.linger_ms);
   s.router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(s.options.max_message_size));
@@ -153,15 +229,34 @@ NodeServer::NodeServer(NodeServerOptions options, RequestHandler& handler)
 
 NodeServer::~NodeServer() {
   Impl& s = *impl_;
+  if (s.monitor) zmq_socket_monitor(s.router.handle(), nullptr, 0);
   s.router.close();
   s.zap_stop = true;
   if (s.zap_thread.joinable()) s.zap_thread.join();
+  s.monitor.close();
   s.zap.close();
   s.ctx.close();
 }
 
+void NodeServer::SetKeys(std::vector<std::string> allowed_keys, std::string admin_key) {
+  impl_->SetKeys(allowed_keys, admin_key);
+}
+
 void NodeServer::Run() {
   Impl& s = *impl_;
+  auto& registry = metrics::Default();
+  const std::string kReqName = "coffer_node_requests_total";
+  const std::string kReqHelp = "requests served, by kind (write: PUT, DELETE, DROP; read: the rest)";
+  metrics::Counter& reads_total = registry.AddCounter(kReqName, kReqHelp, "kind=\"read\"");
+  metrics::Counter& writes_total = registry.AddCounter(kReqName, kReqHelp, "kind=\"write\"");
+  const std::string kBatchName = "coffer_node_batch_seconds";
+  const std::string kBatchHelp =
+      "time to handle one batch of requests (write batches include the durable LMDB commit)";
+  metrics::Histogram& read_batch = registry.AddHistogram(kBatchName, kBatchHelp, "kind=\"read\"");
+  metrics::Histogram& write_batch =
+      registry.AddHistogram(kBatchName, kBatchHelp, "kind=\"write\"");
+  metrics::Gauge& write_queue_bytes = registry.AddGauge(
+      "coffer_node_write_queue_bytes", "bytes of write requests waiting for the writer thread");
   std::multimap<Clock::time_point, std::pair<std::string, std::string>> delayed;
   auto send = [&](const std::string& routing_id, const std::string& reply) {
     try {
@@ -219,9 +314,13 @@ void NodeServer::Run() {
         batch.push_back({it.payload, it.who});
         bytes += it.payload.size();
       }
+      const auto started = Clock::now();
       auto outcomes = s.handler.HandleBatch(batch);
+      write_batch.Observe(std::chrono::duration<double>(Clock::now() - started).count());
+      writes_total.Inc(batch.size());
       lock.lock();
       queued_bytes -= bytes;
+      write_queue_bytes.Set(static_cast<double>(queued_bytes));
       for (std::size_t i = 0; i < work.size(); ++i) {
         done_queue.push_back({std::move(work[i].routing_id), std::move(outcomes[i])});
       }
@@ -306,7 +405,7 @@ void NodeServer::Run() {
       ClientIdentity identity;
       const char* user = zmq_msg_gets(payload.handle(), "User-Id");
       if (user) identity.public_key = user;
-      identity.admin = !s.options.admin_key.empty() && identity.public_key == s.options.admin_key;
+      identity.admin = s.IsAdmin(identity.public_key);
       batch_bytes += payload.size();
       std::string bytes = malformed ? std::string() : payload.to_string();
       if (IsWriteRequest(bytes)) {
@@ -329,7 +428,10 @@ void NodeServer::Run() {
     }
     for (std::size_t i = 0; i < payloads.size(); ++i) batch.push_back({payloads[i], who[i]});
     if (!batch.empty()) {
+      const auto started = Clock::now();
       auto outcomes = s.handler.HandleBatch(batch);
+      read_batch.Observe(std::chrono::duration<double>(Clock::now() - started).count());
+      reads_total.Inc(batch.size());
       for (std::size_t i = 0; i < outcomes.size(); ++i) deliver(routing_ids[i], outcomes[i]);
     }
   }

@@ -10,8 +10,13 @@
 // queued up during its previous commit in one durable LMDB commit (group commit) before any of
 // their replies is sent; reads never wait behind an fsync.
 //
+// Refused handshakes are logged, rate-limited (refusal_log.h): keys that are not on the allow
+// list by the ZAP handler with the peer's address and key fingerprint, and handshakes that fail
+// before ZAP (a box that uses a wrong public key for this node) through a socket monitor.
+// Metrics (requests by kind, batch latency, refused handshakes) go to metrics::Default().
+//
 // Thread safety: construct, then Run() in one thread; RequestStop() from any thread or from a
-// signal handler (it only stores to an atomic).
+// signal handler (it only stores to an atomic); SetKeys() from any thread (a SIGHUP reload).
 #pragma once
 
 #include <atomic>
@@ -52,6 +57,10 @@ class NodeServer {
 
   // The endpoints actually bound (with ports resolved when the config said '*').
   const std::vector<std::string>& endpoints() const { return endpoints_; }
+
+  // Replaces the allow list and the admin key (empty: none). New handshakes and requests use
+  // them at once; connections already authenticated stay up until they reconnect.
+  void SetKeys(std::vector<std::string> allowed_keys, std::string admin_key);
 
  private:
   struct Impl;

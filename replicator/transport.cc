@@ -39,6 +39,12 @@ const char* ToString(CallStatus s) {
 std::string CallResult::Describe(const NodeAddress& node) const {
   std::string s = "node " + node.id + " (" + node.endpoint + "): " + ToString(status);
   if (status == CallStatus::kNodeError) s += ": " + reply.error().message();
+  // ZMQ_IMMEDIATE: "unreachable" means no CURVE session exists, which is what a refused
+  // handshake looks like from this side; say so, since the node is the only one who knows.
+  if (status == CallStatus::kUnreachable) {
+    s += " (not connected: down, or it refused our CURVE handshake: wrong node public key or "
+         "not on the node's allow list?)";
+  }
   return s;
 }
 

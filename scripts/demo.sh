@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 demo="$root/demo"
-build="$root/build"
+build="$root/build-demo"
 pids="$demo/pids"
 
 # Stops one process the demo started (by the PID in $pids/NAME.pid, and only if that process
@@ -59,12 +59,13 @@ if [ "${1:-}" = "stop" ]; then
 fi
 
 bash scripts/setup.sh
-# Every component, even if ./build was configured before with fewer (-Dcomponents=...).
-components="-Dcomponents=replicator,fs,pop3d,ctl"
+# The programs only (no tests, no benchmarks: the demo starts sooner), in their own build
+# directory so that a developer's ./build keeps its options.
+options=(-Dcomponents=replicator,fs,pop3d,ctl -Dtests=false -Dbench=false)
 if [ -f "$build/build.ninja" ]; then
-  meson setup --reconfigure "$build" "$components" >/dev/null
+  meson setup --reconfigure "$build" "${options[@]}" >/dev/null
 else
-  meson setup "$build" "$components" >/dev/null
+  meson setup "$build" "${options[@]}" >/dev/null
 fi
 ninja -C "$build"
 stop_demo  # a re-run restarts everything

@@ -9,12 +9,11 @@ PACKAGES=(
   build-essential meson ninja-build pkg-config g++
   libfuse3-dev fuse3 libcrypto++-dev libzmq3-dev cppzmq-dev liblmdb-dev lmdb-utils
   protobuf-compiler libprotobuf-dev libasio-dev libssl-dev libcli11-dev
-  libtomlplusplus-dev libspdlog-dev libcrypt-dev libsodium-dev
-  # replicator, coffer-node, cofferctl (issue 3)
-  # cofferfs (issue 4)
-  postfix maildrop dovecot-pop3d curl gocryptfs securefs postmark
-  # coffer-pop3d (issue 6)
-  fetchmail curl dovecot-pop3d
+  libtomlplusplus-dev libspdlog-dev libcrypt-dev libsodium-dev libsystemd-dev
+  # mail software the mount and POP3 tests run against, and the benchmarks' baselines
+  postfix maildrop dovecot-pop3d dovecot-imapd curl gocryptfs securefs postmark fetchmail
+  # Debian packages (scripts/package.sh, scripts/package_test.py): build, check, unit checks
+  debhelper lintian systemd
   # tests, fuzzers, benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev clang-14 libclang-rt-14-dev
   openssl python3 procps psmisc groff-base man-db bsdextrautils

@@ -3,9 +3,13 @@
 #   1. installs the packages (scripts/setup.sh),
 #   2. builds with -Dwerror=true and runs every suite (unit, mount, net),
 #   3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit suite,
-#   4. prints "N passed, N failed" counted from the meson test logs (skips count as failures:
-#      a skipped test is a promise not kept) and exits non-zero on any failure.
-# Build directories: build-ci/ and build-asan/ (reused when present; delete them to start over).
+#   4. builds the Debian packages (lintian clean), installs them, smoke-tests the installed
+#      programs with their units' command lines and purges them (scripts/package_test.py),
+#   5. prints "N passed, N failed" counted from the meson test logs and the package test's
+#      steps (skips count as failures: a skipped test is a promise not kept) and exits non-zero
+#      on any failure.
+# Build directories: build-ci/ and build-asan/ (reused when present; delete them to start over);
+# the packages land in build-packages/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -52,8 +56,15 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
   --timeout-multiplier 3 "${asan_tests[@]}"
 status_asan=$?
 
+step "Debian packages: build, install, smoke test, purge"
+start=$(date +%s)
+python3 scripts/package_test.py build-packages/package-test.junit.xml
+status_package=$?
+echo "package test took $(( $(date +%s) - start )) s"
+
 step "summary"
 python3 scripts/count_tests.py build-ci/meson-logs/testlog.junit.xml \
-  build-asan/meson-logs/testlog.junit.xml
+  build-asan/meson-logs/testlog.junit.xml build-packages/package-test.junit.xml
 status_count=$?
-[ $status_main -eq 0 ] && [ $status_asan -eq 0 ] && [ $status_count -eq 0 ]
+[ $status_main -eq 0 ] && [ $status_asan -eq 0 ] && [ $status_package -eq 0 ] &&
+  [ $status_count -eq 0 ]

@@ -25,4 +25,15 @@ for pair in "$@"; do
   done
   [ $status -eq 0 ] && echo "ok   $page documents every option of $(basename "$program")"
 done
+# The same exit-status table in every program page: each code of common/sysexits.h is a row.
+codes=$(grep -oE '= [0-9]+;' "$mandir/../common/sysexits.h" | tr -dc '0-9\n' | sort -un)
+for pair in "$@"; do
+  page=${pair%%=*}
+  section=$(awk '/^\.SH EXIT STATUS/{f=1;next} /^\.SH /{f=0} f' "$mandir/$page")
+  for code in $codes; do
+    if ! grep -qx "\.B $code" <<<"$section"; then
+      echo "FAIL $page: EXIT STATUS has no row for $code (common/sysexits.h)"; status=1
+    fi
+  done
+done
 exit $status

@@ -1,4 +1,4 @@
-// Replicator benchmark (issue 3): replicated PUT and GET of 4 KiB and 256 KiB sealed objects at
+// Replicator benchmark: replicated PUT and GET of 4 KiB and 256 KiB sealed objects at
 // R=3, W=2 over loopback against 5 real coffer-node processes, beside a plain single-process
 // LMDB put (one durable commit each) and get of the same objects measured in the same run.
 // Prints ops/s, MB/s, p50 and p99 latency and the ratios replicated / LMDB.

@@ -12,6 +12,7 @@
 #include "common/fd.h"
 #include "common/keyfile.h"
 #include "ctl/ctl.h"
+#include "ctl/status.h"
 #include "tests/ctl/run_ctl.h"
 #include "replicator/transport.h"
 #include "tests/replicator/test_util.h"
@@ -120,7 +121,7 @@ TEST_F(CtlNetTest, ScrubReplicatesAndReports) {
   ASSERT_EQ(res.status, rep::CallStatus::kOk);
 
   // Without the key a scrub cannot authenticate anything: it reports, writes nothing, exits 1.
-  auto r = RunCtl({"scrub", "--config", Config()});
+  auto r = RunCtl({"scrub", "--config", Config(), "--record", dir_.path() + "/unused-scrub"});
   EXPECT_EQ(r.rc, 1) << r.out << r.err;
   EXPECT_NE(r.out.find("checked 50, differing 50, repaired 0, moved 0, unreachable 0, "
                        "unrecoverable 0"),
@@ -138,19 +139,29 @@ TEST_F(CtlNetTest, ScrubReplicatesAndReports) {
   ASSERT_EQ(res.status, rep::CallStatus::kOk);
   EXPECT_EQ(res.reply.stat().objects(), 0u) << "a scrub without the key wrote to a node";
 
-  r = RunCtl({"scrub", "--config", Config(), "--key-file", dir_.path() + "/coffer.key"});
+  // --record: where `cofferctl status` finds the last manual scrub (tests keep it here).
+  const std::string record = dir_.path() + "/last-scrub";
+  r = RunCtl({"scrub", "--config", Config(), "--key-file", dir_.path() + "/coffer.key",
+              "--record", record});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("checked 50, differing 50, repaired 50, moved 0, unreachable 0, "
                        "unrecoverable 0"),
             std::string::npos) << r.out;
   EXPECT_NE(r.err.find("scrub: 50/50 objects"), std::string::npos) << r.err;
-  r = RunCtl({"scrub", "--config", Config(), "--quiet"});
+  auto rec = ParseScrubRecord(coffer::testing::ReadTextFile(record));
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->checked, 50u);
+  EXPECT_EQ(rec->repaired, 50u);
+  EXPECT_EQ(rec->config, Config());
+  r = RunCtl({"scrub", "--config", Config(), "--key-file", dir_.path() + "/coffer.key", "--quiet",
+              "--record", record});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("checked 50, differing 0, repaired 0"), std::string::npos) << r.out;
   EXPECT_TRUE(r.err.empty()) << r.err;
 
   nodes_[2]->Kill();
-  r = RunCtl({"scrub", "--config", Config(), "--quiet"});
+  r = RunCtl({"scrub", "--config", Config(), "--key-file", dir_.path() + "/coffer.key", "--quiet",
+              "--record", record});
   EXPECT_EQ(r.rc, kExitTempFail) << r.out << r.err;
   EXPECT_NE(r.out.find("node n3: unreachable"), std::string::npos) << r.out;
 }
@@ -194,7 +205,8 @@ TEST_F(CtlNetTest, ScrubWithKeyFileRepairsARottenCopy) {
   rot.mutable_put()->mutable_objects(0)->set_repair(true);
   ASSERT_EQ(call(1, rot).reply.put().results(0).status(), rep::wire::PUT_STORED);
 
-  auto r = RunCtl({"scrub", "--config", Config(), "--key-file", dir_.path() + "/coffer.key", "-q"});
+  auto r = RunCtl({"scrub", "--config", Config(), "--keyfile", dir_.path() + "/coffer.key", "-q",
+                   "--record", dir_.path() + "/last-scrub"});
   ASSERT_EQ(r.rc, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("checked 20, differing 1, repaired 1, moved 0, unreachable 0, "
                        "unrecoverable 0"),

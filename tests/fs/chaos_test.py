@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Postfix delivers into cofferfs on three storage nodes while the nodes fail (suite 'mount').
 
-Issue 5's promise, checked end to end with real programs: a message Postfix logs as delivered
+The durability contract, checked end to end with real programs: a message Postfix logs as delivered
 (status=sent) is in the mailstore exactly once and byte-identical, whatever happened to the
 storage nodes or to cofferfs meanwhile, and nothing ever bounces because a node was down (a write
 that cannot reach W nodes fails with EAGAIN, which Postfix local(8) and virtual(8) defer).

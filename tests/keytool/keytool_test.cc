@@ -1,5 +1,5 @@
 // coffer-keytool as a user runs it: the real binary, its exit codes, its messages, the files it
-// leaves. Every failure case the issue names is here: wrong passphrase, truncated or tampered
+// leaves. Every failure case an admin can meet is here: wrong passphrase, truncated or tampered
 // file, refusing to overwrite, loose permissions, no terminal, and "nothing changed" after each.
 #include <signal.h>
 #include <sys/stat.h>
@@ -38,9 +38,9 @@ class KeytoolTest : public ::testing::Test {
     const char* bin = std::getenv("COFFER_KEYTOOL");
     ASSERT_NE(bin, nullptr) << "COFFER_KEYTOOL must name the coffer-keytool binary";
     bin_ = bin;
-    WriteTextFile(dir_ / "pass", "correct horse battery\n");
-    WriteTextFile(dir_ / "pass2", "another passphrase\n");
-    WriteTextFile(dir_ / "wrong", "not the passphrase\n");
+    WriteTextFile(dir_ / "pass", "correct horse battery\n", 0600);
+    WriteTextFile(dir_ / "pass2", "another passphrase\n", 0600);
+    WriteTextFile(dir_ / "wrong", "not the passphrase\n", 0600);
   }
 
   RunResult Keytool(std::vector<std::string> args, RunOptions options = {}) {
@@ -174,13 +174,30 @@ TEST_F(KeytoolTest, WrongPassphraseChangesNothing) {
   EXPECT_FALSE(FileExists(dir_ / "x.export"));
 }
 
+TEST_F(KeytoolTest, WarnsAboutAPassfileOthersCanRead) {
+  WriteTextFile(dir_ / "loose", "correct horse battery\n", 0644);
+  RunResult r = Keytool({"init", "-k", dir_ / "l.key", "--passfile", dir_ / "loose",
+                         "--scrypt-logn", "10"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("warning: passfile " + (dir_ / "loose") +
+                               " is accessible to group and others (mode 0644)"));
+  r = Keytool({"verify", "-k", dir_ / "l.key", "--passfile", dir_ / "pass"});
+  EXPECT_THAT(r.err, Not(HasSubstr("warning")));
+}
+
+TEST_F(KeytoolTest, Version) {
+  RunResult r = Keytool({"--version"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_THAT(r.out, HasSubstr("coffer-keytool 0."));
+}
+
 TEST_F(KeytoolTest, MissingFileAndEmptyPassphrase) {
   RunResult r = Keytool({"verify", "-k", dir_ / "nope.key", "--passfile", dir_ / "pass"});
   EXPECT_EQ(r.exit_code, kExitNoInput);
   EXPECT_THAT(r.err, HasSubstr("nope.key"));
   r = Keytool({"show", "-k", dir_ / "nope.key"});
   EXPECT_EQ(r.exit_code, kExitNoInput);
-  WriteTextFile(dir_ / "empty", "\n");
+  WriteTextFile(dir_ / "empty", "\n", 0600);
   r = Keytool({"init", "-k", dir_ / "e.key", "--passfile", dir_ / "empty", "--scrypt-logn", "10"});
   EXPECT_EQ(r.exit_code, kExitDataErr);
   EXPECT_THAT(r.err, HasSubstr("empty passphrase"));
@@ -397,7 +414,7 @@ TEST_F(KeytoolTest, ExportImportWithGeneratedPassphrase) {
 TEST_F(KeytoolTest, ExportWithGivenPassphrase) {
   std::string key = MakeKey();
   std::string exported = dir_ / "transfer";
-  WriteTextFile(dir_ / "otp", "one time secret\n");
+  WriteTextFile(dir_ / "otp", "one time secret\n", 0600);
   RunResult r = Keytool({"export", "-k", key, "--passfile", dir_ / "pass", "-o", exported,
                          "--export-passfile", dir_ / "otp"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -221,12 +221,17 @@ class CommandLineTest(unittest.TestCase):
         self.assertIn(b"--passwd-file", out.stdout)
         example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                "examples", "coffer-pop3d.toml")
-        out = self.run_pop3d("-c", example, "--check-config")
-        self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(self.run_pop3d("--no-such-flag").returncode, 64)
         self.assertEqual(self.run_pop3d("-c", "/nonexistent.toml").returncode, 78)
         site = h.Site()
         try:
+            # The example config is valid; --check-config also reads its passwd-file, so point
+            # it at one that exists.
+            out = self.run_pop3d("-c", example, "--passwd-file", site.passwd, "--check-config")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            out = self.run_pop3d("-c", example, "--check-config")
+            self.assertEqual(out.returncode, 78)
+            self.assertIn(b"coffer-pop3d.passwd", out.stderr)
             bad = os.path.join(site.dir, "bad.toml")
             with open(bad, "w") as f:
                 f.write("[limits]\nidle_timeot = 5\n")
@@ -239,6 +244,7 @@ class CommandLineTest(unittest.TestCase):
                 out = self.run_pop3d("--listen", "127.0.0.1:%d" % server.port, "--passwd-file",
                                      site.passwd)
                 self.assertEqual(out.returncode, 69, out.stderr)
+                self.assertIn(b"cannot listen on 127.0.0.1:%d" % server.port, out.stderr)
                 out = self.run_pop3d("--control-socket", server.control, "--send", "status")
                 self.assertEqual(out.returncode, 0)
                 self.assertTrue(out.stdout.startswith(b"ok mode=off"), out.stdout)
