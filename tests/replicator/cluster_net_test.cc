@@ -1,5 +1,5 @@
 // Integration tests of the replicator against 5 real coffer-node processes on 127.0.0.1, R=3,
-// W=2 (issue 3): quorum writes through kill -9 and a second stopped node, scrub back to exactly
+// W=2: quorum writes through kill -9 and a second stopped node, scrub back to exactly
 // R identical replicas, corrupt / silent / slow nodes, node-set changes, many threads at once.
 //
 // Object count: the issue's 10,000 by default (about 20 s on 2 cores); COFFER_CLUSTER_OBJECTS
