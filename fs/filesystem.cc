@@ -131,8 +131,26 @@ void Filesystem::Open_() {
     hlc_.Observe(FromBigEndian64(*h));
   chunks_->LoadCache();
   if (remote_ && !options_.read_only) pipeline_->LoadOutbox();
-  if (identity->format == kStoreFormatV1 && !options_.read_only) Migrate();
-  if (remote_ && !identity->rebuilt) {
+  if (identity->format == kStoreFormatV1 && !options_.read_only) {
+    // The migration writes every record again with a new version: what other boxes changed on
+    // the nodes since this STATE_DIR was written must be in the tree first, or the migration
+    // would undo it (bring back deleted mail, revert moves). Format 1 kept no feed cursors
+    // this box can trust, so every feed is read from the start, and every change must be seen.
+    if (remote_ && !identity->rebuilt) {
+      CatchUpResult r = CatchUp(/*from_start=*/true);
+      if (!r.complete())
+        throw Error(EAGAIN, "upgrading this store to format 2 needs every change on the storage "
+                            "nodes first: " + std::to_string(r.answered) + " of " +
+                            std::to_string(r.nodes) + " nodes answered (" +
+                            std::to_string(r.needed) + " needed), " +
+                            std::to_string(r.unavailable) +
+                            " records undecided; try again when the nodes are up");
+      if (r.applied)
+        spdlog::info("catch-up before the upgrade: {} records newer on the nodes applied",
+                     r.applied);
+    }
+    Migrate();
+  } else if (remote_ && !identity->rebuilt) {
     CatchUpResult r = CatchUp();
     if (!r.complete()) {
       spdlog::warn("catch-up at mount: {} of {} storage nodes read ({} needed to see every "
@@ -643,7 +661,19 @@ std::size_t Filesystem::ApplyRemote(const std::vector<RemoteRecord>& records) {
     } else {
       const Inode* before = table_.Find(ino);
       std::vector<crypto::ObjectId> old_chunks = before ? before->chunks : std::vector<crypto::ObjectId>{};
-      a = table_.Apply(rec.inode);
+      const proto::InodeRecord* incoming = &rec.inode;
+      proto::InodeRecord legacy;
+      if (before && rec.inode.links_size() == 0) {
+        // A record of store format 1 carries no names (they were in directory entry records):
+        // it changes the attributes and content, the names stay.
+        auto info = crypto::Inspect(rec.sealed);
+        if (info && info->format == crypto::kSealFormatV1) {
+          legacy = rec.inode;
+          *legacy.mutable_links() = InodeTable::ToRecord(*before, chunk_size_).links();
+          incoming = &legacy;
+        }
+      }
+      a = table_.Apply(*incoming);
       if (!a.changed) continue;
       local_rows_.push_back(Mutation{Table::kInodes, BigEndian64(ino), rec.sealed});
       dirty_inodes_.erase(ino);  // this box's pending version lost to the newer one
@@ -670,9 +700,9 @@ std::size_t Filesystem::ApplyRemote(const std::vector<RemoteRecord>& records) {
   return applied;
 }
 
-CatchUpResult Filesystem::CatchUp() {
+CatchUpResult Filesystem::CatchUp(bool from_start) {
   if (!remote_) return {};
-  const proto::FeedCursors from = recovery_->SavedCursors();
+  const proto::FeedCursors from = from_start ? proto::FeedCursors() : recovery_->SavedCursors();
   ChangesRead read = recovery_->ReadChanges(from, [this](const crypto::ObjectId& id) {
     if (id == RecordIds::Meta()) return std::optional<Version>(Version{UINT64_MAX, UINT64_MAX});
     if (ids_.Classify(id) != RecordIds::Kind::kInode) return std::optional<Version>();
@@ -1219,11 +1249,12 @@ VerifyReport Filesystem::Verify() {
   pipeline_->WaitLocal(seq);
   {
     std::lock_guard lock(mu_);
-    std::uint64_t meta_hlc = 1;
+    std::uint64_t meta_hlc = 1;  // format 1 kept no version in the sealed header: 1
     if (auto m = local_->Get(Table::kMeta, kMetaKey)) {
+      // The local copy carries the version of the store meta on the nodes: the one this box
+      // wrote (new store, migration) or the one it rebuilt from.
       auto info = crypto::Inspect(*m);
-      // A rebuilt box re-seals its local copy as its own; the nodes keep the store's.
-      if (info && info->version && info->version->box_id == box_id_) meta_hlc = info->version->hlc;
+      if (info && info->version) meta_hlc = info->version->hlc;
     }
     expected[RecordIds::Meta()] = Expected{meta_hlc, false, "store meta"};
     table_.ForEach([&](Inode& inode) {

@@ -185,8 +185,9 @@ class Filesystem {
   // bytes are written into STATE_DIR with the next local commit. Returns how many changed
   // something.
   std::size_t ApplyRemote(const std::vector<RemoteRecord>& records);
-  // Reads the nodes' feeds from the saved cursors and applies what is newer (see Recovery).
-  CatchUpResult CatchUp();
+  // Reads the nodes' feeds from the saved cursors (or every feed from its start) and applies
+  // what is newer (see Recovery).
+  CatchUpResult CatchUp(bool from_start = false);
 
   // Compares the tree with what the storage nodes hold (cofferctl verify). Only with nodes.
   VerifyReport Verify();

@@ -69,11 +69,15 @@ Timestamp Timestamp::Next() const {
 }
 
 std::int64_t Timestamp::NsSince(const Timestamp& earlier) const {
-  const __int128 d = (static_cast<__int128>(sec) - earlier.sec) * 1000000000 +
-                     (static_cast<__int128>(nsec) - earlier.nsec);
-  if (d > INT64_MAX) return INT64_MAX;
-  if (d < INT64_MIN) return INT64_MIN;
-  return static_cast<std::int64_t>(d);
+  // Saturating: times span far more than 292 years of nanoseconds.
+  const std::int64_t dn = static_cast<std::int64_t>(nsec) - static_cast<std::int64_t>(earlier.nsec);
+  std::int64_t ds = 0, d = 0;
+  if (__builtin_sub_overflow(static_cast<std::int64_t>(sec), static_cast<std::int64_t>(earlier.sec), &ds) ||
+      __builtin_mul_overflow(ds, std::int64_t{1000000000}, &d) || __builtin_add_overflow(d, dn, &d)) {
+    const bool later = sec > earlier.sec || (sec == earlier.sec && nsec > earlier.nsec);
+    return later ? INT64_MAX : INT64_MIN;
+  }
+  return d;
 }
 
 Inode* InodeTable::Find(std::uint64_t ino) {

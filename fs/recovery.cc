@@ -146,9 +146,10 @@ bool Recovery::Rebuild() {
   batch.push_back(Mutation{Table::kMeta, kFingerprintKey, fingerprint_});
   flush();
   // The meta record last: a rebuild cut short leaves no meta, and the next mount starts over.
+  // It keeps the version the nodes hold (verify compares with it).
   local_.Commit({Mutation{Table::kMeta, kMetaKey,
                           crypto::Seal(keys_, crypto::ObjectKind::kStoreMeta, RecordIds::Meta(),
-                                       keys_.current_epoch(), Version{1, new_box},
+                                       keys_.current_epoch(), meta->version,
                                        store_meta.SerializeAsString())}});
   const double secs = std::chrono::duration<double>(Clock::now() - started).count();
   spdlog::info("rebuild: index rebuilt from the storage nodes in {:.1f} s: {} inodes{}; content "

@@ -252,7 +252,10 @@ Verdict Replicator::Verify(std::size_t node, const Object& o) {
       v = Verdict::kCorrupt;
     }
   }
-  if (v != Verdict::kGenuine) {
+  // An unsealed tombstone (store format 1) authenticates nothing, but holding one is no lie:
+  // format 1 wrote them. It is never believed; it counts against the node only when it stands
+  // over an object of format 2, which is only ever deleted by a sealed tombstone (ResolveNext).
+  if (v != Verdict::kGenuine && v != Verdict::kUnauthenticated) {
     if (v == Verdict::kCorrupt) ++verify_failures_;
     CountAgainst(node, v, o.id, o.version);
   }
@@ -883,6 +886,7 @@ struct Replicator::ResolveOp {
   std::vector<Group> groups;
   std::size_t group = 0, holder = 0;
   bool unanswered = false;  // a holder of the current version did not answer
+  std::vector<std::pair<std::size_t, Version>> unsealed;  // unsealed tombstones seen, newest first
   std::vector<std::string> errors;
   std::function<void(GetResult&&)> done;
 };
@@ -944,8 +948,25 @@ void Replicator::ResolveNext(const std::shared_ptr<ResolveOp>& op) {
         std::optional<Object> o = FromWireObject(std::move(*res->mutable_object()));
         const Verdict v = !o || o->id != op->id ? Verdict::kCorrupt : Verify(node, *o);
         if (v != Verdict::kGenuine) {
+          if (v == Verdict::kUnauthenticated) op->unsealed.emplace_back(node, o->version);
           op->errors.push_back("node " + options_.nodes[node].id + ": copy " + ToString(v));
           return ResolveNext(op);
+        }
+        if (!op->unsealed.empty()) {
+          auto info = crypto::Inspect(o->sealed);
+          if (info && info->format >= crypto::kSealFormatVersion) {
+            for (const auto& [liar, claim] : op->unsealed) {
+              CountAgainst(liar, Verdict::kForged, op->id, claim,
+                           "an unsealed tombstone over an object of format 2 (version " +
+                               ToString(o->version) + "), which only a sealed one can delete");
+            }
+          } else {
+            spdlog::warn("object {}: an unsealed tombstone of store format 1 (version {}) is "
+                         "newer than the authenticated version {}: it cannot be checked, so the "
+                         "authenticated version is used",
+                         crypto::ToHex(op->id), ToString(op->unsealed.front().second),
+                         ToString(o->version));
+          }
         }
         if (o->version < wanted) {
           // An authenticated copy, but older than the node listed: the listing was a lie.
@@ -1139,9 +1160,44 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
       tick();
       continue;
     }
+    // An unsealed tombstone (store format 1) authenticates nothing, so it is never copied to
+    // another node. One that every replica holds, with no other holder and every node answering,
+    // is collected after the grace period as format 1 did: dropping it removes only the marker
+    // of a delete that no node contradicts.
+    const bool unsealed_top = top.tombstone && top.digest.empty();
+    if (unsealed_top && agreed) {
+      if (repair && may_collect && !extra_holders) {
+        std::vector<std::pair<std::size_t, wire::Request>> drops;
+        for (const Claim& c : listed.claims) {
+          wire::Request req;
+          auto* item = req.mutable_drop()->add_items();
+          item->set_id(id_bytes);
+          ToWire(top.version, item->mutable_version());
+          drops.emplace_back(c.node, std::move(req));
+        }
+        bool all = true;
+        for (auto& [node, r] : send_and_wait(std::move(drops), options_.write_timeout)) {
+          all = all && r.status == CallStatus::kOk && r.reply.has_drop() &&
+                r.reply.drop().dropped_size() == 1 && r.reply.drop().dropped(0);
+        }
+        if (all) ++report.collected;
+      }
+      tick();
+      continue;
+    }
 
     // Something is to be written or dropped: only an authenticated copy may drive it.
     GetResult resolved = Resolve(listed);
+    const bool only_unsealed_tombstones =
+        std::all_of(listed.claims.begin(), listed.claims.end(),
+                    [](const Claim& c) { return c.refused || (c.tombstone && c.digest.empty()); });
+    if (resolved.status == GetStatus::kNotFound && only_unsealed_tombstones) {
+      // Replicas of a format 1 delete that disagree (one lacks it, or holds another version):
+      // nothing authenticated to repair with, and nothing lost.
+      ++report.differing;
+      tick();
+      continue;
+    }
     if (resolved.status != GetStatus::kFound) {
       if (resolved.status == GetStatus::kUnavailable) {
         if (!any_unreachable) ++report.unreachable;
@@ -1155,6 +1211,12 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
     }
     const Object& good = resolved.object;
     const std::string good_digest = Digest(good.sealed);
+    // An unsealed tombstone newer than the authenticated version may be a genuine format 1
+    // delete: the older version is not spread over it (ResolveNext logged it).
+    const bool unsealed_newer =
+        std::any_of(listed.claims.begin(), listed.claims.end(), [&](const Claim& c) {
+          return c.tombstone && c.digest.empty() && good.version < c.version;
+        });
     auto holds_good = [&](const Claim* c) {
       return c && c->version == good.version && c->digest == good_digest &&
              c->tombstone == good.tombstone;
@@ -1174,7 +1236,7 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
       // an older version would not replace it. It was counted while resolving.
       if (c && c->version > good.version) continue;
       differs = true;
-      if (!repair) continue;
+      if (!repair || unsealed_newer) continue;
       wire::Request req;
       ToWireObject(good, /*repair=*/c && c->version == good.version, req.mutable_put()->add_objects());
       ++repairs_sent_;

@@ -76,7 +76,7 @@ class FilesystemTest : public ::testing::Test {
 
   testing::TempDir dir_;
   keyfile::KeySet keys_;
-  Context ctx_{1000, 1000};
+  Context ctx_{1000, 1000, {}};
   std::unique_ptr<Filesystem> fs_;
 };
 

@@ -205,7 +205,7 @@ class ReplicatedFsTest : public ::testing::Test {
   std::unique_ptr<Filesystem> fs_;
   StoreView store_view_;
   StoreView* store_ = nullptr;
-  Context ctx_{1000, 1000};
+  Context ctx_{1000, 1000, {}};
 };
 
 }  // namespace coffer::fs
