@@ -42,7 +42,7 @@ class PasswdFile {
 
  private:
   std::string path_;
-  std::mutex mutex_;
+  std::mutex mutex_;  // a leaf lock
   // guarded by mutex_
   std::int64_t mtime_ns_ = -1;
   std::int64_t size_ = -1;
@@ -96,7 +96,7 @@ class Authenticator {
   AuthOptions options_;
   PasswdFile passwd_;
   SizeCache sizes_;
-  std::mutex delay_mutex_;
+  std::mutex delay_mutex_;  // a leaf lock (never held with passwd_'s or sizes_' mutex)
   std::map<std::string, std::chrono::steady_clock::time_point> last_login_;  // by delay_mutex_
 };
 

@@ -67,7 +67,7 @@ class SizeCache {
     std::size_t operator()(const Key& k) const noexcept;
   };
   std::size_t max_entries_;
-  std::mutex mutex_;
+  std::mutex mutex_;  // a leaf lock
   std::unordered_map<Key, std::uint64_t, KeyHash> map_;  // guarded by mutex_
 };
 
@@ -79,7 +79,7 @@ class MaildropLocks {
   static MaildropLocks& Global();
 
  private:
-  std::mutex mutex_;
+  std::mutex mutex_;  // a leaf lock
   std::set<std::string> held_;  // guarded by mutex_
 };
 

@@ -84,7 +84,7 @@ class RequestHandler {
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::atomic<std::uint64_t> requests_{0};
   std::atomic<std::uint64_t> errors_{0};
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // a leaf lock: never held around the store or a reply
   PlayDead play_dead_;  // guarded by mu_
 };
 

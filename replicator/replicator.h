@@ -217,19 +217,22 @@ class Replicator : public Backend {
   std::vector<NodeTrust> trust_;
   std::vector<std::chrono::steady_clock::time_point> suspect_until_;
   std::vector<LogThrottle> trust_log_;
-  // Nodes that recently failed are asked last. Guarded by health_mu_.
+  // Nodes that recently failed are asked last. Guarded by health_mu_ (lock order: before
+  // trust_mu_; never held around a call to the transport).
   mutable std::mutex health_mu_;
   std::vector<std::chrono::steady_clock::time_point> down_until_;
   std::vector<double> latency_us_;  // moving average of GET round trips, 0: unknown
   std::vector<std::chrono::steady_clock::time_point> latency_at_;  // of the last sample
-  // Hinted writes not yet delivered. Guarded by hints_mu_; replay_mu_ serialises ReplayHints().
+  // Hinted writes not yet delivered. Guarded by hints_mu_, a leaf lock; replay_mu_ serialises
+  // ReplayHints() (lock order: replay_mu_, then hints_mu_; hints_mu_ is never held around a
+  // call to the transport).
   mutable std::mutex hints_mu_;
   std::vector<Hint> hints_;
   std::size_t hints_in_replay_ = 0;  // taken out of hints_ by a running ReplayHints()
   std::mutex replay_mu_;
   std::atomic<std::uint64_t> hints_stored_{0};
   std::atomic<std::uint64_t> hints_replayed_{0};
-  // The hint replay thread (only with hinted_handoff).
+  // The hint replay thread (only with hinted_handoff). stop_mu_ is a leaf lock.
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_
