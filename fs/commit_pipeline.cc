@@ -543,9 +543,15 @@ void CommitPipeline::CommitterLoop() {
     }
     if (stopping_ && !want && !touched_ && in_flight_ == 0 && !replaying_ && batches_.empty())
       break;
+    // Only a deadline that can start something now may shorten the sleep: with every round
+    // slot taken, or a round or replay in flight, the end of a round (OnRound) is what wakes
+    // this loop, and a deadline already past would turn the wait into a busy loop that takes
+    // the CPU from the rounds themselves.
     auto wake = now + std::chrono::milliseconds(100);
-    if (touched_) wake = std::min(wake, touched_at_ + options_.commit_interval);
-    if (!outbox_.empty()) wake = std::min(wake, last_replay_ + options_.replay_interval);
+    if (touched_ && in_flight_ < options_.max_in_flight && !sticky_error_)
+      wake = std::min(wake, touched_at_ + options_.commit_interval);
+    if (remote_ && !options_.read_only && !outbox_.empty() && !replaying_ && in_flight_ == 0)
+      wake = std::min(wake, last_replay_ + options_.replay_interval);
     work_cv_.wait_until(lock, wake);
   }
   committer_done_ = true;

@@ -1195,6 +1195,16 @@ int Filesystem::OpenDir(std::uint64_t ino, std::uint64_t* fh) {
 
 int Filesystem::ReadDir(std::uint64_t ino, std::uint64_t offset,
                         const std::function<bool(const DirEntryOut&)>& emit) {
+  return ReadDir_(ino, offset, emit, false);
+}
+
+int Filesystem::ReadDirPlus(std::uint64_t ino, std::uint64_t offset,
+                            const std::function<bool(const DirEntryOut&)>& emit) {
+  return ReadDir_(ino, offset, emit, true);
+}
+
+int Filesystem::ReadDir_(std::uint64_t ino, std::uint64_t offset,
+                         const std::function<bool(const DirEntryOut&)>& emit, bool plus) {
   COFFER_LOCK;
   int err = 0;
   Inode* inode = DirFor(ino, &err);
@@ -1206,9 +1216,12 @@ int Filesystem::ReadDir(std::uint64_t ino, std::uint64_t offset,
        it != d.by_cookie.end(); ++it) {
     auto slot = d.by_name.find(it->second);
     if (slot == d.by_name.end()) continue;
-    const Inode* child = table_.Find(slot->second.ino);
+    Inode* child = table_.Find(slot->second.ino);
     const mode_t type = child ? (child->mode & S_IFMT) : S_IFREG;
-    if (!emit(DirEntryOut{it->second, slot->second.ino, type, it->first})) break;
+    DirEntryOut e{it->second, slot->second.ino, type, it->first};
+    if (plus && child) Stat(*child, &e.attr);
+    if (!emit(e)) break;
+    if (plus && child) ++child->lookups;  // the kernel holds the entry now
   }
   return 0;
 }

@@ -109,6 +109,8 @@ struct DirEntryOut {
   std::uint64_t ino;
   mode_t type;  // S_IFDIR, S_IFREG, ...
   std::uint64_t next_offset;
+  // ReadDirPlus only: the entry's attributes (st_ino 0 for "." and "..": no lookup of those).
+  struct stat attr {};
 };
 
 class Filesystem {
@@ -176,6 +178,10 @@ class Filesystem {
   // however the directory changes between calls.
   int ReadDir(std::uint64_t ino, std::uint64_t offset,
               const std::function<bool(const DirEntryOut&)>& emit);
+  // ReadDir with each entry's attributes (FUSE readdirplus): every entry other than "." and
+  // ".." that `emit` took counts as a lookup, as Lookup does (the kernel forgets it later).
+  int ReadDirPlus(std::uint64_t ino, std::uint64_t offset,
+                  const std::function<bool(const DirEntryOut&)>& emit);
   int ReleaseDir(std::uint64_t ino, std::uint64_t fh);
   int FsyncDir(std::uint64_t ino);
   int StatFs(struct statvfs* out);
@@ -217,6 +223,9 @@ class Filesystem {
   };
 
   void Open_();  // the constructor's work: open, load, migrate, catch up, initialise
+  // ReadDir and ReadDirPlus (takes mu_).
+  int ReadDir_(std::uint64_t ino, std::uint64_t offset,
+               const std::function<bool(const DirEntryOut&)>& emit, bool plus);
   void Initialise();
   void Migrate();  // store format 1 -> 2 (names into inode records)
   // Takes the open batch (the pipeline's take hook).

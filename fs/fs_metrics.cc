@@ -30,7 +30,8 @@ OpObserver RegisterOpMetrics(metrics::Registry& registry) {
   for (const char* op :
        {"lookup", "forget", "forget_multi", "getattr", "setattr", "readlink", "mknod", "mkdir",
         "unlink", "rmdir", "symlink", "rename", "link", "create", "open", "read", "write",
-        "flush", "release", "fsync", "opendir", "readdir", "releasedir", "fsyncdir", "statfs"}) {
+        "flush", "release", "fsync", "opendir", "readdir", "readdirplus", "releasedir",
+        "fsyncdir", "statfs"}) {
     ops[op] = &registry.AddHistogram(
         "coffer_fs_operation_seconds",
         "FUSE requests by operation and the time to answer them (fsync, fsyncdir, flush, link, "

@@ -271,7 +271,8 @@ int main(int argc, char** argv) {
       "cofferfs: mount an encrypted coffer Maildir store (STATE_DIR) on MOUNTPOINT.\n"
       "Options (-o, comma-separated): config=FILE, keyfile=PATH, passfile=PATH, allow_other,\n"
       "sync, async, commit_interval_ms=N, entry_timeout=S, attr_timeout=S, negative_timeout=S,\n"
-      "keep_cache=0|1, max_threads=N, control_socket=PATH, log_level=LEVEL, log_syslog, ro, debug,\n"
+      "keep_cache=0|1, readdirplus=0|1, max_threads=N, control_socket=PATH, log_level=LEVEL,\n"
+      "log_syslog, ro, debug,\n"
       "replicator=FILE (storage nodes), degraded=fail|queue, cache_limit_mb=N, scrub_interval_s=N,\n"
       "tombstone_grace_s=N, log_file=FILE, metrics_listen=HOST:PORT, nonempty.\n"
       "See cofferfs(8)."};

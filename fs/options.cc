@@ -14,7 +14,8 @@ void ApplyConfig(const config::Config& cfg, MountOptions* out) {
   cfg.RejectUnknown({"keyfile", "passfile", "control_socket", "log_level", "log_syslog",
                      "log_file", "metrics_listen", "nonempty",
                      "allow_other", "sync", "commit_interval_ms", "entry_timeout",
-                     "attr_timeout", "negative_timeout", "keep_cache", "max_threads",
+                     "attr_timeout", "negative_timeout", "keep_cache", "readdirplus",
+                     "max_threads",
                      "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
                      "tombstone_grace_s"});
   out->keyfile = cfg.String("keyfile", out->keyfile);
@@ -33,6 +34,7 @@ void ApplyConfig(const config::Config& cfg, MountOptions* out) {
   out->attr_timeout = cfg.Double("attr_timeout", out->attr_timeout, 0, 3600);
   out->negative_timeout = cfg.Double("negative_timeout", out->negative_timeout, 0, 3600);
   out->keep_cache = cfg.Bool("keep_cache", out->keep_cache);
+  out->readdirplus = cfg.Bool("readdirplus", out->readdirplus);
   out->max_threads = static_cast<std::uint32_t>(cfg.Int("max_threads", out->max_threads, 1, 256));
   out->replicator = cfg.String("replicator", out->replicator);
   std::string degraded = cfg.String("degraded", out->degraded_queue ? "queue" : "fail");
@@ -137,6 +139,8 @@ void ApplyOptionStrings(const std::vector<std::string>& option_strings, MountOpt
       out->negative_timeout = ParseDouble(key, value, 0, 3600);
     } else if (key == "keep_cache") {
       out->keep_cache = ParseBool(key, value);
+    } else if (key == "readdirplus") {
+      out->readdirplus = ParseBool(key, value);
     } else if (key == "max_threads") {
       out->max_threads = static_cast<std::uint32_t>(ParseDouble(key, value, 1, 256));
     } else if (key == "replicator") {

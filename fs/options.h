@@ -33,6 +33,7 @@ struct MountOptions {
   double attr_timeout = 1.0;
   double negative_timeout = 1.0;
   bool keep_cache = true;
+  bool readdirplus = true;       // listings carry the entries' attributes (FUSE readdirplus)
   std::uint32_t max_threads = 16;
   // Storage nodes: the replicator client config; "" = local only.
   std::string replicator;
@@ -56,7 +57,7 @@ inline constexpr const char* kConfigKeys[] = {
     "keyfile", "passfile", "control_socket", "log_level", "log_syslog", "log_file",
     "metrics_listen", "nonempty", "allow_other", "sync",
     "commit_interval_ms", "entry_timeout", "attr_timeout", "negative_timeout", "keep_cache",
-    "max_threads", "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
+    "readdirplus", "max_threads", "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
     "tombstone_grace_s"};
 
 }  // namespace coffer::fs

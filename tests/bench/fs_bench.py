@@ -2,17 +2,23 @@
 """cofferfs benchmark: Maildir delivery and POP3-style retrieval, plus postmark, on a plain
 directory, gocryptfs, securefs, local-only cofferfs and cofferfs on three storage nodes (R=3,
 W=2 over loopback), all measured in the same run; then the rebuild of a box from the nodes.
-Prints messages/s, MB/s and the ratios of each cofferfs to each baseline.
+Prints messages/s, MB/s and the ratios of each cofferfs to each baseline, then the target ratios
+(each "name: measured (target >= X) PASS/MISS", computed from this run's figures; the
+benchmark exits 0 whether they pass or not).
 
   fs_bench.py [--messages N] [--sizes 4096,65536,2097152] [--cofferfs PATH] [--keytool PATH]
               [--node PATH] [--ctl PATH] [--targets plain,gocryptfs,...]
-              [--rebuild-messages 50000] [--jobs 8]
+              [--dir-files 10000] [--rebuild-messages 50000] [--jobs 8] [--perf DIR]
 
 Delivery (per message): create tmp/<unique>, write, fsync, close, link() into new/, unlink the
 tmp name (Postfix and qmail style), single process. "deliver xJ": the same with J threads
 delivering at once (an MTA runs many delivery agents; cofferfs groups their commits and round
 trips). Retrieval (per message, as a POP3 server after a session): list new/, read the whole
 file, rename into cur/ with ":2,S", then unlink.
+
+10,000-file directory (--dir-files N, 0: skip): one process creates N files in one directory
+(open O_CREAT|O_EXCL, write a small body, close), lists it (scandir and a stat of every entry),
+then unlinks them all; reported as the total seconds (and the seconds of each step).
 
 cofferfs-r3 runs three coffer-node processes on 127.0.0.1 (free ports, CURVE keys made with
 coffer-keytool curve-keygen, as scripts/demo.sh does), started and stopped by PID, and mounts
@@ -22,13 +28,18 @@ EMPTY state directory, the same key and node list is timed until it is up, until
 every message, and until every message has been read back (content fetched lazily from the
 nodes) and checked byte for byte.
 
+--perf DIR records `perf record -g` of the cofferfs process during each phase of the cofferfs
+targets into DIR/<target>-<phase>.data (perf must be installed).
+
 Needs root, /dev/fuse, gocryptfs, securefs and postmark (scripts/setup.sh installs them); a
 baseline whose tool is missing is reported as n/a. coffer-node and cofferctl are looked for next
 to cofferfs in the build tree (BUILD/replicator, BUILD/ctl) unless --node/--ctl say otherwise.
 """
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -257,6 +268,56 @@ def retrieve(root, size, n):
     return elapsed
 
 
+def many_files(root, n, body=b"Subject: small\n\nsmall body\n"):
+    """Creates n files in one directory (O_CREAT|O_EXCL, a small body, close), lists it with a
+    stat of every entry, unlinks them all. Returns the seconds of (all, create, list, unlink)."""
+    d = os.path.join(root, "many")
+    os.makedirs(d)
+    names = [os.path.join(d, "%d.M%d.many" % (1700000000 + i, i)) for i in range(n)]
+    t0 = time.perf_counter()
+    for p in names:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, body)
+        finally:
+            os.close(fd)
+    t1 = time.perf_counter()
+    count = size = 0
+    with os.scandir(d) as it:
+        for e in it:
+            size += e.stat(follow_symlinks=False).st_size
+            count += 1
+    t2 = time.perf_counter()
+    for p in names:
+        os.unlink(p)
+    t3 = time.perf_counter()
+    assert count == n and size == n * len(body), (count, size)
+    os.rmdir(d)
+    return (t3 - t0, t1 - t0, t2 - t1, t3 - t2)
+
+
+@contextlib.contextmanager
+def profiled(args, target, phase, pid):
+    """perf record -g of process `pid` while the block runs (with --perf DIR)."""
+    if not args.perf or not pid:
+        yield
+        return
+    os.makedirs(args.perf, exist_ok=True)
+    out = os.path.join(args.perf, "%s-%s.data" % (target, phase))
+    proc = subprocess.Popen(["perf", "record", "-g", "-q", "-p", str(pid), "-o", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # perf attaches
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 POSTMARK_CONF = """set location {dir}
 set size 2048 262144
 set number 400
@@ -280,13 +341,15 @@ def postmark(root):
     return 1000 / (time.perf_counter() - t0)  # transactions/s (incl. create/delete phases)
 
 
-def bench_target(name, root, args, sizes):
+def bench_target(name, root, args, sizes, pid=None):
     r = {}
     for size in sizes:
         n = args.messages if size <= 65536 else max(10, args.messages // 10)
         d = os.path.join(root, "Maildir-%d" % size)
-        dt = deliver(d, size, n)
-        rt = retrieve(d, size, n)
+        with profiled(args, name, "deliver-%d" % size, pid):
+            dt = deliver(d, size, n)
+        with profiled(args, name, "retrieve-%d" % size, pid):
+            rt = retrieve(d, size, n)
         r[("deliver", size)] = (n / dt, n * size / dt / 1e6)
         r[("retrieve", size)] = (n / rt, n * size / rt / 1e6)
         print("%-12s %8d B: deliver %9.1f msg/s %8.2f MB/s | retrieve %9.1f msg/s %8.2f MB/s"
@@ -295,16 +358,25 @@ def bench_target(name, root, args, sizes):
     if args.jobs > 1:
         size, n = 4096, args.messages * 2
         d = os.path.join(root, "Maildir-par")
-        dt = deliver_parallel(d, size, n, args.jobs)
+        with profiled(args, name, "deliver-x%d" % args.jobs, pid):
+            dt = deliver_parallel(d, size, n, args.jobs)
         rt = retrieve(d, size, n)
         r[("deliver x%d" % args.jobs, size)] = (n / dt, n * size / dt / 1e6)
         print("%-12s %8d B: deliver x%d %7.1f msg/s %8.2f MB/s"
               % (name, size, args.jobs, n / dt, n * size / dt / 1e6), flush=True)
+    if args.dir_files > 0:
+        with profiled(args, name, "dir", pid):
+            total, create, listed, unlink = many_files(root, args.dir_files)
+        r[("dir", args.dir_files)] = (total, create, listed, unlink)
+        print("%-12s %d-file directory: %.2f s (create %.2f s, list+stat %.2f s, unlink %.2f s)"
+              % (name, args.dir_files, total, create, listed, unlink), flush=True)
     if not args.no_postmark:
         pm = os.path.join(root, "postmark")
         os.makedirs(pm)
         try:
-            r[("postmark", 0)] = (postmark(pm), 0)
+            with profiled(args, name, "postmark", pid):
+                pm_rate = postmark(pm)
+            r[("postmark", 0)] = (pm_rate, 0)
             print("%-12s postmark: %.1f transactions/s" % (name, r[("postmark", 0)][0]),
                   flush=True)
         except (OSError, subprocess.SubprocessError) as e:
@@ -321,26 +393,31 @@ def print_tables(results, jobs):
                 keys.append(k)
 
     def label(k):
+        if k[0] == "dir":
+            return "%d-file dir" % k[1]
         return "%s %s" % (k[0], k[1] if k[1] else "")
 
-    print("\nabsolute (msg/s, MB/s; postmark: transactions/s)")
+    def cell(k, v):
+        if not v:
+            return "n/a"
+        if k[0] == "postmark":
+            return "%.1f" % v[0]
+        if k[0] == "dir":
+            return "%.2f s" % v[0]
+        return "%.1f / %.2f" % (v[0], v[1])
+
+    print("\nabsolute (msg/s, MB/s; postmark: transactions/s; N-file dir: total seconds)")
     print("%-20s" % "phase" + "".join("%22s" % t for t in names))
     for k in keys:
-        row = "%-20s" % label(k)
-        for t in names:
-            v = results[t].get(k)
-            row += "%22s" % ("n/a" if not v else
-                             ("%.1f" % v[0] if k[0] == "postmark" else
-                              "%.1f / %.2f" % (v[0], v[1])))
-        print(row)
+        print("%-20s" % label(k) + "".join("%22s" % cell(k, results[t].get(k)) for t in names))
 
     pairs = [(c, b) for c in COFFERS if c in results
              for b in BASELINES + ("cofferfs",) if b in results and b != c
              and not (c == "cofferfs" and b == "cofferfs-r3")]
     if not pairs:
         return
-    print("\nratios (row target's rate / baseline's rate, the same for msg/s and MB/s; "
-          "> 1 means faster than the baseline)")
+    print("\nratios (row target's rate / baseline's rate, the same for msg/s and MB/s; N-file "
+          "dir: baseline's seconds / target's; > 1 means faster than the baseline)")
     short = {"cofferfs": "local", "cofferfs-r3": "r3", "plain": "plain",
              "gocryptfs": "gocryptfs", "securefs": "securefs"}
     print("%-20s" % "phase" + "".join("%18s" % ("%s/%s" % (short[c], short[b]))
@@ -349,8 +426,53 @@ def print_tables(results, jobs):
         row = "%-20s" % label(k)
         for c, b in pairs:
             cv, bv = results[c].get(k), results[b].get(k)
+            if k[0] == "dir":
+                cv, bv = bv, cv  # times: the faster one has the smaller figure
             row += "%18s" % ("%.3f" % (cv[0] / bv[0]) if cv and bv and bv[0] else "n/a")
         print(row)
+
+
+# The target ratios: (name, target phase, baseline, baseline phase, target; "max": the ratio
+# must not exceed it, else it must reach it). Phases are keys of bench_target's results;
+# "JOBS" and "DIR" stand for --jobs and --dir-files.
+TARGETS = (
+    ("cofferfs local deliver 4 KiB vs securefs", "cofferfs", ("deliver", 4096),
+     "securefs", ("deliver", 4096), 1.2, "min"),
+    ("cofferfs local retrieve 4 KiB vs securefs", "cofferfs", ("retrieve", 4096),
+     "securefs", ("retrieve", 4096), 1.0, "min"),
+    ("cofferfs local postmark vs securefs", "cofferfs", ("postmark", 0),
+     "securefs", ("postmark", 0), 1.0, "min"),
+    ("cofferfs-r3 deliver 4 KiB vs gocryptfs", "cofferfs-r3", ("deliver", 4096),
+     "gocryptfs", ("deliver", 4096), 0.8, "min"),
+    ("cofferfs-r3 deliver 4 KiB xJOBS vs gocryptfs xJOBS", "cofferfs-r3", ("deliver xJOBS", 4096),
+     "gocryptfs", ("deliver xJOBS", 4096), 1.5, "min"),
+    ("cofferfs-r3 retrieve 4 KiB vs gocryptfs", "cofferfs-r3", ("retrieve", 4096),
+     "gocryptfs", ("retrieve", 4096), 0.7, "min"),
+    ("cofferfs-r3 DIR-file dir time / cofferfs local's", "cofferfs-r3", ("dir", "DIR"),
+     "cofferfs", ("dir", "DIR"), 2.0, "max"),
+)
+
+
+def print_targets(results, args):
+    """The target ratios of this run: "name: measured (target >= X) PASS/MISS"."""
+    def phase(k):
+        a, b = k
+        a = a.replace("JOBS", str(args.jobs))
+        return (a, args.dir_files if b == "DIR" else b)
+
+    print("\ntarget ratios (this run's figures; rates: target / baseline, the N-file dir: "
+          "seconds / seconds)")
+    for name, t, tk, b, bk, want, kind in TARGETS:
+        name = name.replace("JOBS", str(args.jobs)).replace("DIR", str(args.dir_files))
+        tv = results.get(t, {}).get(phase(tk))
+        bv = results.get(b, {}).get(phase(bk))
+        op = "<=" if kind == "max" else ">="
+        if not tv or not bv or not bv[0]:
+            print("%s: n/a (target %s %.1f)" % (name, op, want))
+            continue
+        ratio = tv[0] / bv[0]
+        ok = ratio <= want if kind == "max" else ratio >= want
+        print("%s: %.2f (target %s %.1f) %s" % (name, ratio, op, want, "PASS" if ok else "MISS"))
 
 
 def rebuild_bench(args, work):
@@ -459,6 +581,10 @@ def main():
     ap.add_argument("--targets", default=",".join(BASELINES + COFFERS),
                     help="comma-separated subset of " + ",".join(BASELINES + COFFERS))
     ap.add_argument("--no-postmark", action="store_true")
+    ap.add_argument("--dir-files", type=int, default=10000,
+                    help="files of the one-directory phase (0: skip it)")
+    ap.add_argument("--perf", default="",
+                    help="directory for perf record -g of cofferfs during each phase")
     ap.add_argument("--rebuild-messages", type=int, default=50000,
                     help="messages for the rebuild measurement (0: skip it)")
     ap.add_argument("--rebuild-size", type=int, default=4096)
@@ -556,6 +682,8 @@ def main():
     print("fs_bench: %d messages per size (2 MB: a tenth), sizes %s, %d threads for the "
           "parallel phases; cofferfs-r3 = 3 coffer-nodes on loopback, R=3 W=2"
           % (args.messages, args.sizes, args.jobs), flush=True)
+    # Another process busy on the machine skews every figure: say how busy it was.
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
     results = {}
     rebuild = None
     try:
@@ -568,7 +696,8 @@ def main():
                 print("%-12s n/a (%s)" % (t.name, e), flush=True)
                 continue
             try:
-                results[t.name] = bench_target(t.name, root, args, sizes)
+                pid = state[t.name].pid if t.name in state else None
+                results[t.name] = bench_target(t.name, root, args, sizes, pid)
             finally:
                 t.teardown(root)
         if args.rebuild_messages > 0:
@@ -583,7 +712,9 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
     print_tables(results, args.jobs)
+    print_targets(results, args)
     if rebuild:
         n = args.rebuild_messages
         print("\nrebuild of a box from the nodes (%d messages of %d B, %d threads)"

@@ -316,6 +316,33 @@ TEST_F(FilesystemTest, ReadDirResumesWithoutSkipsOrRepeats) {
   for (int i = 0; i < 100; ++i) EXPECT_TRUE(seen.count("keep" + std::to_string(i))) << i;
 }
 
+TEST_F(FilesystemTest, ReadDirPlusGivesAttributesAndCountsTakenEntriesAsLookups) {
+  const std::uint64_t a = MakeFile(kRootIno, "a", "hello");
+  const std::uint64_t b = MakeFile(kRootIno, "b", "");
+  fs_->Forget(a, 1);  // the lookups of the creates
+  fs_->Forget(b, 1);
+  std::map<std::string, struct stat> seen;
+  ASSERT_EQ(fs_->ReadDirPlus(kRootIno, 0, [&](const DirEntryOut& e) {
+    if (e.name == "b") return false;  // did not fit: not taken, not a lookup
+    seen[e.name] = e.attr;
+    return true;
+  }), 0);
+  EXPECT_EQ(seen["."].st_ino, 0u);  // "." and ".." carry no attributes (never looked up)
+  EXPECT_EQ(seen[".."].st_ino, 0u);
+  ASSERT_TRUE(seen.count("a"));
+  EXPECT_EQ(seen["a"].st_ino, a);
+  EXPECT_EQ(seen["a"].st_size, 5);
+  EXPECT_EQ(seen["a"].st_mode, S_IFREG | 0644u);
+  // Unlinked, "a" lives on while the kernel holds the entry readdirplus gave it; "b" does not.
+  ASSERT_EQ(fs_->Unlink(kRootIno, "a"), 0);
+  ASSERT_EQ(fs_->Unlink(kRootIno, "b"), 0);
+  struct stat st {};
+  EXPECT_EQ(fs_->GetAttr(a, &st), 0);
+  EXPECT_EQ(fs_->GetAttr(b, &st), ENOENT);
+  fs_->Forget(a, 1);
+  EXPECT_EQ(fs_->GetAttr(a, &st), ENOENT);
+}
+
 TEST_F(FilesystemTest, RefusesAnotherKey) {
   MakeFile(kRootIno, "x", "y");
   fs_.reset();

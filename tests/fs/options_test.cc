@@ -23,6 +23,17 @@ TEST(OptionsTest, MountOptionStringsOverrideConfig) {
   EXPECT_DOUBLE_EQ(o.entry_timeout, 5.0);
 }
 
+TEST(OptionsTest, ReaddirplusIsOnUnlessTurnedOff) {
+  MountOptions o;
+  EXPECT_TRUE(o.readdirplus);
+  ApplyOptionStrings({"readdirplus=0"}, &o);
+  EXPECT_FALSE(o.readdirplus);
+  testing::TempDir dir;
+  testing::WriteTextFile(dir / "c.toml", "readdirplus = true\n");
+  ApplyOptionStrings({"config=" + (dir / "c.toml")}, &o);
+  EXPECT_TRUE(o.readdirplus);
+}
+
 TEST(OptionsTest, UnknownOptionIsAnError) {
   MountOptions o;
   EXPECT_THROW(ApplyOptionStrings({"keyfile=/k,bogus"}, &o), Error);
