@@ -12,8 +12,9 @@ benchmark exits 0 whether they pass or not).
 
 Delivery (per message): create tmp/<unique>, write, fsync, close, link() into new/, unlink the
 tmp name (Postfix and qmail style), single process. "deliver xJ": the same with J threads
-delivering at once (an MTA runs many delivery agents; cofferfs groups their commits and round
-trips). Retrieval (per message, as a POP3 server after a session): list new/, read the whole
+delivering at once into one Maildir (an MTA runs many delivery agents; cofferfs groups their
+commits and round trips); "deliver xJ users": J threads, each into its own Maildir (the kernel
+serialises link() into one directory, so this is what many users' mail sees). Retrieval (per message, as a POP3 server after a session): list new/, read the whole
 file, rename into cur/ with ":2,S", then unlink.
 
 10,000-file directory (--dir-files N, 0: skip): one process creates N files in one directory
@@ -229,16 +230,21 @@ def run_threads(jobs, work):
         raise errors[0]
 
 
-def deliver_parallel(root, size, n, jobs, use_link=True, filler=None, progress=False):
-    """Delivers messages 0..n-1 (payload_for(i)) with `jobs` threads; returns seconds."""
-    make_maildir(root)
+def deliver_parallel(root, size, n, jobs, use_link=True, filler=None, progress=False,
+                     spread=False):
+    """Delivers messages 0..n-1 (payload_for(i)) with `jobs` threads; returns seconds. With
+    `spread`, thread j delivers into its own Maildir root/user<j> (an MTA delivering to many
+    users) instead of all into root."""
+    roots = [os.path.join(root, "user%d" % j) if spread else root for j in range(jobs)]
+    for r in set(roots):
+        make_maildir(r)
     filler = filler or os.urandom(size).hex().encode()
     done = [0]
     lock = threading.Lock()
 
     def work(j):
         for i in range(j, n, jobs):
-            deliver_one(root, "%d.M%dP%dQ%d.bench" % (1700000000 + i, i, os.getpid(), j),
+            deliver_one(roots[j], "%d.M%dP%dQ%d.bench" % (1700000000 + i, i, os.getpid(), j),
                         payload_for(i, size, filler), use_link)
             if progress:
                 with lock:
@@ -364,6 +370,15 @@ def bench_target(name, root, args, sizes, pid=None):
         r[("deliver x%d" % args.jobs, size)] = (n / dt, n * size / dt / 1e6)
         print("%-12s %8d B: deliver x%d %7.1f msg/s %8.2f MB/s"
               % (name, size, args.jobs, n / dt, n * size / dt / 1e6), flush=True)
+        # The same into one Maildir per writer: link() holds the kernel's lock on the target
+        # directory for the whole request, so writers into one new/ take turns at it; an MTA
+        # delivering to many users does not.
+        d = os.path.join(root, "Maildir-spread")
+        with profiled(args, name, "deliver-x%d-spread" % args.jobs, pid):
+            dt = deliver_parallel(d, size, n, args.jobs, spread=True)
+        r[("deliver x%d users" % args.jobs, size)] = (n / dt, n * size / dt / 1e6)
+        print("%-12s %8d B: deliver x%d into %d Maildirs %7.1f msg/s %8.2f MB/s"
+              % (name, size, args.jobs, args.jobs, n / dt, n * size / dt / 1e6), flush=True)
     if args.dir_files > 0:
         with profiled(args, name, "dir", pid):
             total, create, listed, unlink = many_files(root, args.dir_files)
@@ -446,6 +461,8 @@ TARGETS = (
      "gocryptfs", ("deliver", 4096), 0.8, "min"),
     ("cofferfs-r3 deliver 4 KiB xJOBS vs gocryptfs xJOBS", "cofferfs-r3", ("deliver xJOBS", 4096),
      "gocryptfs", ("deliver xJOBS", 4096), 1.5, "min"),
+    ("cofferfs-r3 deliver 4 KiB xJOBS into JOBS Maildirs vs gocryptfs the same", "cofferfs-r3",
+     ("deliver xJOBS users", 4096), "gocryptfs", ("deliver xJOBS users", 4096), 1.5, "min"),
     ("cofferfs-r3 retrieve 4 KiB vs gocryptfs", "cofferfs-r3", ("retrieve", 4096),
      "gocryptfs", ("retrieve", 4096), 0.7, "min"),
     ("cofferfs-r3 DIR-file dir time / cofferfs local's", "cofferfs-r3", ("dir", "DIR"),
