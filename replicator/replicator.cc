@@ -1119,6 +1119,31 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
     for (auto& [node, f] : calls) out.emplace_back(node, f.get());
     return out;
   };
+  // Drops `version` of an object from `nodes` (a node drops it only if it holds exactly that
+  // version or older); returns how many did.
+  auto drop_from = [&](const std::string& id_bytes, const std::vector<std::size_t>& nodes,
+                       const Version& version) {
+    std::vector<std::pair<std::size_t, wire::Request>> drops;
+    for (std::size_t node : nodes) {
+      wire::Request req;
+      auto* item = req.mutable_drop()->add_items();
+      item->set_id(id_bytes);
+      ToWire(version, item->mutable_version());
+      drops.emplace_back(node, std::move(req));
+    }
+    std::size_t dropped = 0;
+    for (auto& [node, r] : send_and_wait(std::move(drops), options_.write_timeout)) {
+      if (r.status == CallStatus::kOk && r.reply.has_drop() && r.reply.drop().dropped_size() == 1 &&
+          r.reply.drop().dropped(0))
+        ++dropped;
+    }
+    return dropped;
+  };
+  auto claimants = [](const Listed& l) {
+    std::vector<std::size_t> nodes;
+    for (const Claim& c : l.claims) nodes.push_back(c.node);
+    return nodes;
+  };
 
   for (const Listed& listed : all) {
     ++report.checked;
@@ -1167,20 +1192,8 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
     const bool unsealed_top = top.tombstone && top.digest.empty();
     if (unsealed_top && agreed) {
       if (repair && may_collect && !extra_holders) {
-        std::vector<std::pair<std::size_t, wire::Request>> drops;
-        for (const Claim& c : listed.claims) {
-          wire::Request req;
-          auto* item = req.mutable_drop()->add_items();
-          item->set_id(id_bytes);
-          ToWire(top.version, item->mutable_version());
-          drops.emplace_back(c.node, std::move(req));
-        }
-        bool all = true;
-        for (auto& [node, r] : send_and_wait(std::move(drops), options_.write_timeout)) {
-          all = all && r.status == CallStatus::kOk && r.reply.has_drop() &&
-                r.reply.drop().dropped_size() == 1 && r.reply.drop().dropped(0);
-        }
-        if (all) ++report.collected;
+        const auto holders = claimants(listed);
+        if (drop_from(id_bytes, holders, top.version) == holders.size()) ++report.collected;
       }
       tick();
       continue;
@@ -1282,20 +1295,8 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
                    o->tombstone && Verify(node, *o) == Verdict::kGenuine;
       }
       if (all_hold) {
-        std::vector<std::pair<std::size_t, wire::Request>> drops;
-        for (const Claim& c : listed.claims) {
-          wire::Request req;
-          auto* item = req.mutable_drop()->add_items();
-          item->set_id(id_bytes);
-          ToWire(good.version, item->mutable_version());
-          drops.emplace_back(c.node, std::move(req));
-        }
-        bool all = true;
-        for (auto& [node, r] : send_and_wait(std::move(drops), options_.write_timeout)) {
-          all = all && r.status == CallStatus::kOk && r.reply.has_drop() &&
-                r.reply.drop().dropped_size() == 1 && r.reply.drop().dropped(0);
-        }
-        if (all) ++report.collected;
+        const auto holders = claimants(listed);
+        if (drop_from(id_bytes, holders, good.version) == holders.size()) ++report.collected;
         tick();
         continue;
       }
@@ -1303,23 +1304,12 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
 
     // Take the object off nodes that are not its replicas, once all R replicas hold it.
     if (confirmed == replicas.size()) {
-      std::vector<std::pair<std::size_t, wire::Request>> drops;
+      std::vector<std::size_t> extra;
       for (const Claim& c : listed.claims) {
-        if (is_replica(c.node) || !reachable[c.node] || c.version > good.version) continue;
-        wire::Request req;
-        auto* item = req.mutable_drop()->add_items();
-        item->set_id(id_bytes);
-        ToWire(good.version, item->mutable_version());
-        drops.emplace_back(c.node, std::move(req));
+        if (!is_replica(c.node) && reachable[c.node] && !(c.version > good.version))
+          extra.push_back(c.node);
       }
-      bool moved = false;
-      for (auto& [node, r] : send_and_wait(std::move(drops), options_.write_timeout)) {
-        if (r.status == CallStatus::kOk && r.reply.has_drop() &&
-            r.reply.drop().dropped_size() == 1 && r.reply.drop().dropped(0)) {
-          moved = true;
-        }
-      }
-      if (moved) ++report.moved;
+      if (!extra.empty() && drop_from(id_bytes, extra, good.version) > 0) ++report.moved;
     }
     tick();
   }
