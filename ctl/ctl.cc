@@ -47,6 +47,8 @@ struct FsArgs {
   std::string record;             // status: the cofferctl scrub record to show
   bool json = false;
   int timeout_ms = 10000;
+  std::string box;     // retire-box: the box id
+  bool force = false;  // retire-box: even with a recent heartbeat
 };
 
 int FsScrubMain(const FsArgs& a, Io& io);
@@ -361,6 +363,43 @@ int StatusMain(const FsArgs& a, Io& io) {
   return v.code;
 }
 
+int BoxesMain(const FsArgs& a, Io& io) {
+  std::string answer;
+  if (int rc = Request(a, "status", io, &answer)) return rc;
+  Fields f = ParseFields(answer);
+  if (f["replicated"] != "yes") {
+    io.out << "local only: no storage nodes, no other boxes\n";
+    return kExitOk;
+  }
+  const auto boxes = Boxes(f);
+  io.out << boxes.size() << " boxes known to box " << f["box"] << "\n";
+  RenderBoxes(boxes, static_cast<std::int64_t>(std::time(nullptr)), io.out);
+  return kExitOk;
+}
+
+int RetireBoxMain(const FsArgs& a, Io& io) {
+  std::string answer;
+  const std::string line = "retire-box " + a.box + (a.force ? " force" : "");
+  try {
+    const std::string socket = !a.socket.empty() ? a.socket : ResolveControlSocket(a.target);
+    answer = control::Request(socket, line, a.timeout_ms);
+  } catch (const Error& e) {
+    io.err << "cofferctl: " << e.what() << "\n";
+    return e.err() == EACCES ? kExitNoPerm : kExitUnavailable;
+  }
+  if (answer.rfind("ok ", 0) == 0) {
+    io.out << answer.substr(3) << "\n";
+    return kExitOk;
+  }
+  io.err << "cofferctl: " << (answer.rfind("err ", 0) == 0 ? answer.substr(4) : answer) << "\n";
+  if (answer.rfind("err busy", 0) == 0) return kExitTempFail;
+  if (answer.rfind("err unknown", 0) == 0) return exits::kNoInput;
+  if (answer.rfind("err already", 0) == 0) return kExitOk;
+  if (answer.rfind("err retire-box", 0) == 0 || answer.rfind("err usage", 0) == 0)
+    return kExitUsage;
+  return kExitUnavailable;
+}
+
 int VerifyMain(const FsArgs& a, Io& io) {
   std::string answer;
   if (int rc = Request(a, "verify", io, &answer)) return rc;
@@ -476,6 +515,12 @@ std::function<std::function<int(Io&)>(CLI::App&)> AddFsCommand(const char* name,
     sub->add_option("--socket", a->socket, "the control socket, if not STATE_DIR/control.sock");
     sub->add_option("--timeout", a->timeout_ms, "milliseconds to wait for the answer")
         ->check(CLI::Range(1, 3600000));
+    if (std::string(name) == "retire-box") {
+      sub->add_option("box", a->box, "the box id (16 hex digits, from cofferctl boxes)")
+          ->required();
+      sub->add_flag("--force", a->force,
+                    "retire it even though its last heartbeat is recent (it must be down)");
+    }
     if (std::string(name) == "status") {
       sub->add_flag("--json", a->json, "one JSON object instead of text (same exit codes)");
       sub->add_option("--scrub-record", a->record,
@@ -559,6 +604,17 @@ const std::vector<Command>& Commands() {
                     "changes in the outbox, objects below R) or not serving (2); nodes with "
                     "latency, outbox depth and age, cache use, last scrub",
                     StatusMain, 10000)},
+      {"boxes", "the access boxes that mount the store, as a running cofferfs knows them",
+       AddFsCommand("boxes",
+                    "list the access boxes of the store (id, state, host and mount point, last "
+                    "heartbeat, how far each caught up) as a running cofferfs knows them",
+                    BoxesMain, 10000)},
+      {"retire-box", "retire a box that will not come back (from another, running box)",
+       AddFsCommand("retire-box",
+                    "retire a box for good, through a running cofferfs on another box: it no "
+                    "longer holds back the collection of deletes, and its STATE_DIR can never "
+                    "be mounted again (it would have to rebuild as a new box)",
+                    RetireBoxMain, 30000)},
       {"verify", "compare a cofferfs tree (names, versions, content digests) with the nodes",
        AddFsCommand("verify",
                     "compare the tree of a running cofferfs with what the storage nodes hold; "
