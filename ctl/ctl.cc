@@ -112,7 +112,9 @@ int NodeMain(const NodeArgs& a, Io& io) {
   }
 
   rep::wire::Request req;
-  if (a.action == "stat") {
+  if (a.action == "list") {
+    req.mutable_list();
+  } else if (a.action == "stat") {
     req.mutable_stat();
   } else if (a.action == "ping") {
     req.mutable_ping();
@@ -128,33 +130,57 @@ int NodeMain(const NodeArgs& a, Io& io) {
     req.mutable_admin()->set_slow_ms(p->slow_ms);
     req.mutable_admin()->set_offset_ms(p->offset_ms);
   } else {
-    io.err << "cofferctl: node: unknown action " << a.action << " (stat|ping|play-dead)\n";
+    io.err << "cofferctl: node: unknown action " << a.action << " (stat|ping|list|play-dead)\n";
     return kExitUsage;
   }
 
   rep::Transport t({node}, keys);
   // The connection (CURVE handshake) is set up asynchronously: until it is, a send fails as
-  // unreachable (ZMQ_IMMEDIATE), so retry within the timeout.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.timeout_ms);
+  // unreachable (ZMQ_IMMEDIATE), so retry within the timeout (of each call).
+  auto call = [&](const rep::wire::Request& request, rep::CallResult* r) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(a.timeout_ms);
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left <= 0ms) break;
+      *r = t.Call(0, request, left).get();
+      if (r->status != rep::CallStatus::kUnreachable) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    if (r->status == rep::CallStatus::kNodeError) {
+      io.err << "cofferctl: " << r->Describe(node) << "\n";
+      return r->reply.error().code() == rep::wire::ERROR_DENIED ? kExitNoPerm : kExitUnavailable;
+    }
+    if (r->status != rep::CallStatus::kOk) {
+      io.err << "cofferctl: " << r->Describe(node) << " (no answer within " << a.timeout_ms
+             << " ms" << (r->status == rep::CallStatus::kTimeout ? ": down or playing dead" : "")
+             << ")\n";
+      return kExitUnavailable;
+    }
+    return kExitOk;
+  };
   rep::CallResult r;
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left <= 0ms) break;
-    r = t.Call(0, req, left).get();
-    if (r.status != rep::CallStatus::kUnreachable) break;
-    std::this_thread::sleep_for(20ms);
+  if (a.action == "list") {
+    // What the node's operator sees of every object: no more than this.
+    std::uint64_t count = 0;
+    while (true) {
+      if (int rc = call(req, &r)) return rc;
+      if (!r.reply.has_list()) break;
+      const auto& l = r.reply.list();
+      for (const auto& e : l.entries()) {
+        io.out << "seq=" << e.seq() << " id=" << crypto::ToHex(e.id())
+               << " version=" << e.version().hlc() << "." << e.version().box_id()
+               << " size=" << e.size() << (e.tombstone() ? " tombstone" : "") << "\n";
+        ++count;
+      }
+      if (l.done() || l.entries_size() == 0) break;
+      req.mutable_list()->set_after(l.entries(l.entries_size() - 1).id());
+    }
+    io.err << count << " objects\n";
+    return kExitOk;
   }
-  if (r.status == rep::CallStatus::kNodeError) {
-    io.err << "cofferctl: " << r.Describe(node) << "\n";
-    return r.reply.error().code() == rep::wire::ERROR_DENIED ? kExitNoPerm : kExitUnavailable;
-  }
-  if (r.status != rep::CallStatus::kOk) {
-    io.err << "cofferctl: " << r.Describe(node) << " (no answer within " << a.timeout_ms
-           << " ms" << (r.status == rep::CallStatus::kTimeout ? ": down or playing dead" : "")
-           << ")\n";
-    return kExitUnavailable;
-  }
+  if (int rc = call(req, &r)) return rc;
   if (a.action == "stat" && r.reply.has_stat()) {
     const auto& s = r.reply.stat();
     io.out << "node        " << s.node_id() << " (" << node.endpoint << ")\n"
@@ -555,13 +581,15 @@ std::function<std::function<int(Io&)>(CLI::App&)> AddSocketCommand(const char* p
 
 const std::vector<Command>& Commands() {
   static const std::vector<Command> kCommands = {
-      {"node", "talk to one storage node: stat, ping, play-dead MODE",
+      {"node", "talk to one storage node: stat, ping, list, play-dead MODE",
        [](CLI::App& app) -> std::function<int(Io&)> {
          auto a = std::make_shared<NodeArgs>();
-         auto* sub = app.add_subcommand("node", "talk to one storage node: stat, ping, play-dead MODE");
+         auto* sub = app.add_subcommand(
+             "node", "talk to one storage node: stat, ping, list (every object as the node "
+                     "sees it), play-dead MODE");
          sub->add_option("target", a->target, "node endpoint (tcp://host:port) or node id in --config")
              ->required();
-         sub->add_option("action", a->action, "stat | ping | play-dead")->required();
+         sub->add_option("action", a->action, "stat | ping | list | play-dead")->required();
          sub->add_option("mode", a->mode, "for play-dead: off | silent | refuse | corrupt | slow MS");
          sub->add_option("--server-key", a->server_key, "the node's public key (file or Z85)");
          sub->add_option("--key", a->key, "our secret key file (the admin key for play-dead)");
