@@ -162,64 +162,6 @@ std::optional<ScrubRecord> ParseScrubRecord(const std::string& line) {
   return r;
 }
 
-Verdict Judge(const Fields& f) {
-  Verdict v;
-  auto degrade = [&](std::string why) {
-    if (v.code < kStatusDegraded) v.code = kStatusDegraded;
-    v.reasons.push_back(std::move(why));
-  };
-  auto stop = [&](std::string why) {
-    v.code = kStatusNotServing;
-    v.reasons.push_back(std::move(why));
-  };
-  const std::string mode = Get(f, "mode");
-  if (mode == "eio") stop("play-dead eio: every operation fails");
-  if (mode == "slow") degrade("play-dead slow " + Get(f, "delay_ms") + " ms");
-  if (Get(f, "replicated") != "yes") return v;
-
-  const auto nodes = Nodes(f);
-  std::uint64_t up = 0;
-  for (const auto& [id, n] : nodes) {
-    if (n.state == "up") ++up;
-    if (n.state != "up") degrade("node " + id + " " + (n.state.empty() ? "unknown" : n.state));
-    if (n.lies > 0) {
-      degrade("node " + id + " LYING (" + std::to_string(n.lies) +
-              " forged or rolled-back replies)");
-    }
-  }
-  if (f.count("nodes_up")) up = U(f, "nodes_up");
-  const std::uint64_t w = U(f, "W");
-  if (w > 0 && up < w) {
-    if (Get(f, "degraded") == "queue") {
-      degrade("only " + std::to_string(up) + " of W=" + std::to_string(w) +
-              " nodes up: changes are held on this box only (degraded=queue)");
-    } else {
-      stop("only " + std::to_string(up) + " of W=" + std::to_string(w) +
-           " nodes up: every delivery fails with EAGAIN");
-    }
-  }
-  if (U(f, "outbox") > 0) {
-    degrade(std::to_string(U(f, "outbox")) + " changes in the outbox, not yet on W nodes (oldest " +
-            Get(f, "outbox_age_s") + " s)");
-  }
-  if (U(f, "under_replicated") > 0) {
-    degrade(std::to_string(U(f, "under_replicated")) + " objects below R");
-  }
-  if (U(f, "scrub_unrecoverable") > 0) {
-    degrade(std::to_string(U(f, "scrub_unrecoverable")) +
-            " objects with no verified copy at the last scrub");
-  }
-  const std::string box_state = Get(f, "box_state");
-  if (box_state == "RETIRED" || box_state == "LAPSED") {
-    stop("this box was marked " + box_state +
-         " by another box: it writes nothing; mount with an empty STATE_DIR to rejoin");
-  }
-  if (Get(f, "state") != "" && Get(f, "state") != "healthy" && v.code == kStatusHealthy) {
-    degrade("cofferfs reports state " + Get(f, "state"));
-  }
-  return v;
-}
-
 void RenderText(const Fields& f, const Verdict& v, const std::optional<ScrubRecord>& manual,
                 std::ostream& out) {
   out << "status      " << v.word() << "\n";
@@ -296,9 +238,7 @@ std::string JsonString(const std::string& s) {
 void RenderJson(const Fields& f, const Verdict& v, const std::optional<ScrubRecord>& manual,
                 std::ostream& out) {
   auto value = [](const std::string& s) { return IsNumber(s) ? s : JsonString(s); };
-  out << "{\"status\":" << JsonString(v.code == kStatusHealthy    ? "healthy"
-                                      : v.code == kStatusDegraded ? "degraded"
-                                                                  : "not_serving")
+  out << "{\"status\":" << JsonString(v.name())
       << ",\"exit_code\":" << v.code << ",\"reasons\":[";
   for (std::size_t i = 0; i < v.reasons.size(); ++i) {
     out << (i ? "," : "") << JsonString(v.reasons[i]);

@@ -1,10 +1,7 @@
-// What `cofferctl status` makes of a cofferfs status line: the key=value fields, a verdict for
-// Nagios-style checks, and the two renderings (text for people, JSON for scripts).
+// What `cofferctl status` makes of a cofferfs status line: the key=value fields, the verdict for
+// Nagios-style checks (fs/status_verdict.h: the same one cofferfs's health check uses), and the
+// two renderings (text for people, JSON for scripts).
 //
-// The verdict is honest about the contract: a mount is *healthy* only when every node answers,
-// nothing waits in the outbox, no object is known to be below R and no node has lied; any of
-// those makes it *degraded* (exit 1); a mount that does not answer, plays dead, or cannot reach
-// W nodes while degraded=fail (every delivery would fail) is *not serving* (exit 2).
 // Unknown fields are kept and shown in the JSON as they are, so that newer cofferfs versions
 // can add fields without a new cofferctl.
 #pragma once
@@ -16,13 +13,15 @@
 #include <string>
 #include <vector>
 
-#include "common/sysexits.h"
+#include "fs/status_verdict.h"
 
 namespace coffer::ctl {
 
-inline constexpr int kStatusHealthy = exits::kOk;
-inline constexpr int kStatusDegraded = exits::kDegraded;
-inline constexpr int kStatusNotServing = exits::kNotServing;
+using fs::kStatusDegraded;
+using fs::kStatusHealthy;
+using fs::kStatusNotServing;
+using fs::Judge;
+using fs::Verdict;
 
 using Fields = std::map<std::string, std::string>;
 
@@ -39,16 +38,6 @@ struct ScrubRecord {
 };
 std::string FormatScrubRecord(const ScrubRecord& r);   // one key=value line
 std::optional<ScrubRecord> ParseScrubRecord(const std::string& line);
-
-struct Verdict {
-  int code = kStatusHealthy;
-  std::vector<std::string> reasons;  // empty when healthy
-  const char* word() const {
-    return code == kStatusHealthy ? "healthy" : code == kStatusDegraded ? "DEGRADED"
-                                                                         : "NOT SERVING";
-  }
-};
-Verdict Judge(const Fields& f);
 
 void RenderText(const Fields& f, const Verdict& v, const std::optional<ScrubRecord>& manual,
                 std::ostream& out);

@@ -12,6 +12,12 @@
 //
 // A non-empty mount point is refused (unless -o nonempty): mail delivered into the bare
 // directory while coffer was not mounted would sit there in plaintext, hidden by the mount.
+//
+// The HTTP listeners (metrics_listen, health_listen; one listener serves both when the two name
+// the same address) are bound first, so that a port in use fails before the store is touched, and
+// served once the filesystem exists. The health check (fs/health.h) answers 503 "starting" until
+// the mount exists and "unmounting" from the end of the FUSE loop; a health-only listener keeps
+// answering until the final commit is done.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -29,6 +35,7 @@
 
 #include "common/crypto.h"
 #include "common/error.h"
+#include "common/http_server.h"
 #include "common/keyfile.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -41,6 +48,7 @@
 #include "fs/filesystem.h"
 #include "fs/fs_metrics.h"
 #include "fs/fuse_glue.h"
+#include "fs/health.h"
 #include "fs/options.h"
 #include "fs/object_verifier.h"
 #include "replicator/replicator.h"
@@ -58,7 +66,7 @@ int ExitCodeFor(int err) {
   switch (err) {
     case ENOENT: return kExNoInput;
     case EACCES: case EPERM: case ENOKEY: return kExNoPerm;
-    case EBUSY: case EAGAIN: return kExUnavailable;
+    case EBUSY: case EAGAIN: case EADDRINUSE: case EADDRNOTAVAIL: return kExUnavailable;
     case EINVAL: return kExConfig;
     case EBADMSG: case ESTALE: return coffer::exits::kDataErr;
     case ENOSPC: case EROFS: return kExCantCreate;
@@ -93,6 +101,18 @@ int Run(coffer::fs::MountOptions& opts, int status_fd, const coffer::log::Option
   };
   try {
     crypto::HardenProcess();
+    // Bound before anything else (a port in use changes nothing), served further down.
+    const bool shared_http = !opts.metrics_listen.empty() && !opts.health_listen.empty() &&
+                             http::ParseAddress(opts.metrics_listen) ==
+                                 http::ParseAddress(opts.health_listen);
+    http::Listener metrics_listener, health_listener;
+    if (!opts.metrics_listen.empty()) {
+      metrics_listener = http::Listener::Bind(
+          opts.metrics_listen, shared_http ? "metrics and health checks" : "metrics");
+    }
+    if (!opts.health_listen.empty() && !shared_http) {
+      health_listener = http::Listener::Bind(opts.health_listen, "health checks");
+    }
     if (opts.keyfile.empty()) {
       spdlog::error("no key file: give -o keyfile=PATH or keyfile in the config file");
       report(kExUsage);
@@ -164,16 +184,23 @@ int Run(coffer::fs::MountOptions& opts, int status_fd, const coffer::log::Option
       spdlog::warn("async: namespace changes become durable within {} ms or at the next fsync",
                    opts.commit_interval_ms);
     fs::PlayDead play_dead;
-    fs::ControlServer control;
     std::atomic<std::int64_t> manual_scrub_unix{0};  // last scrub asked for on the socket
+    // The status line of the control socket, the metrics and the health check: the play-dead
+    // mode, what only this program knows, then the store's fields (StatusLine() goes last: its
+    // last_error= takes the rest of the line).
+    auto status_line = [&] {
+      return fs::HandleControlCommand("status", &play_dead) +
+             " read_only=" + (opts.read_only ? "yes" : "no") +
+             " sticky_error=" + std::to_string(filesystem.pipeline().sticky_error()) +
+             " manual_scrub_unix=" + std::to_string(manual_scrub_unix.load()) + " " +
+             filesystem.StatusLine();
+    };
+    fs::ControlServer control;
     std::string control_path =
         opts.control_socket.empty() ? opts.state_dir + "/control.sock" : opts.control_socket;
     control.Start(control_path, &play_dead,
                   [&](std::string_view line) -> std::optional<std::string> {
-      if (line == "status") {
-        return fs::HandleControlCommand(line, &play_dead) + " " + filesystem.StatusLine() +
-               " manual_scrub_unix=" + std::to_string(manual_scrub_unix.load());
-      }
+      if (line == "status") return status_line();
       if (line == "verify") {
         if (!replicated) return std::string("err verify needs storage nodes (local-only mount)");
         fs::VerifyReport r = filesystem.Verify();
@@ -229,18 +256,25 @@ int Run(coffer::fs::MountOptions& opts, int status_fd, const coffer::log::Option
       return std::nullopt;
     });
 
-    metrics::MetricsServer metrics_server(metrics::Default());
+    // Declared after everything their handlers read, so that they stop first on every path.
+    fs::HealthMonitor health;
+    http::Server metrics_http, health_http;
     if (!opts.metrics_listen.empty()) {
       fs::SetOpObserver(fs::RegisterOpMetrics(metrics::Default()));
-      fs::RegisterStoreMetrics(
-          metrics::Default(),
-          [&] { return fs::HandleControlCommand("status", &play_dead) + " " + filesystem.StatusLine(); },
-          &filesystem);
-      metrics_server.Start(opts.metrics_listen);
-      spdlog::info("metrics on {}", metrics_server.url());
+      fs::RegisterStoreMetrics(metrics::Default(), status_line, &filesystem);
+      http::Routes routes = metrics::Routes(metrics::Default());
+      if (shared_http) routes.push_back(fs::HealthRoute(health));
+      metrics_http.Start(std::move(metrics_listener), std::move(routes));
+      spdlog::info("metrics on {}/metrics", metrics_http.base_url());
+    }
+    if (!opts.health_listen.empty()) {
+      if (!shared_http) health_http.Start(std::move(health_listener), {fs::HealthRoute(health)});
+      spdlog::info("health check on {}/health",
+                   shared_http ? metrics_http.base_url() : health_http.base_url());
     }
 
     int rc = fs::ServeFuse(&filesystem, &play_dead, opts, [&] {
+      if (!opts.health_listen.empty()) health.Start(status_line);
       report(0);
       const std::string ready = "mounted " + opts.state_dir + " on " + opts.mountpoint +
                                 (replicated ? " (storage nodes: " + opts.replicator + ")"
@@ -266,10 +300,12 @@ int Run(coffer::fs::MountOptions& opts, int status_fd, const coffer::log::Option
       }
     });
     service::Stopping();
-    metrics_server.Stop();
+    health.Unmounting();  // 503 from now on; the monitor no longer reads the filesystem
+    metrics_http.Stop();  // the metrics read the filesystem
     fs::SetOpObserver(nullptr);
     control.Stop();
     filesystem.Shutdown();
+    health_http.Stop();
     spdlog::info("clean shutdown, everything committed");
     return rc == 0 ? 0 : kExIoErr;
   } catch (const config::ConfigError& e) {
@@ -298,7 +334,8 @@ int main(int argc, char** argv) {
       "keep_cache=0|1, readdirplus=0|1, max_threads=N, control_socket=PATH, log_level=LEVEL,\n"
       "log_syslog, ro, debug,\n"
       "replicator=FILE (storage nodes), degraded=fail|queue, cache_limit_mb=N, scrub_interval_s=N,\n"
-      "tombstone_grace_s=N, follow_interval_ms=N, heartbeat_s=N, log_file=FILE, metrics_listen=HOST:PORT, nonempty.\n"
+      "tombstone_grace_s=N, follow_interval_ms=N, heartbeat_s=N, log_file=FILE,\n"
+      "metrics_listen=HOST:PORT, health_listen=HOST:PORT, nonempty.\n"
       "See cofferfs(8)."};
   fs::MountOptions opts;
   std::vector<std::string> o_strings;

@@ -3,16 +3,34 @@
 
 #include <cerrno>
 #include <charconv>
+#include <optional>
 #include <set>
 #include <string_view>
 
 #include "common/error.h"
+#include "common/http_server.h"
 
 namespace coffer::fs {
+namespace {
+
+// What is wrong with a listen address (metrics_listen, health_listen), checked when the options
+// are read so that a bad one stops cofferfs before it opens anything; nullopt when it is fine
+// (or empty: off).
+std::optional<std::string> ListenAddressProblem(const std::string& value) {
+  if (value.empty()) return std::nullopt;
+  try {
+    http::ParseAddress(value);
+    return std::nullopt;
+  } catch (const Error& e) {
+    return std::string(e.what()) + " (numeric HOST:PORT, e.g. 127.0.0.1:9402)";
+  }
+}
+
+}  // namespace
 
 void ApplyConfig(const config::Config& cfg, MountOptions* out) {
   cfg.RejectUnknown({"keyfile", "passfile", "control_socket", "log_level", "log_syslog",
-                     "log_file", "metrics_listen", "nonempty",
+                     "log_file", "metrics_listen", "health_listen", "nonempty",
                      "allow_other", "sync", "commit_interval_ms", "entry_timeout",
                      "attr_timeout", "negative_timeout", "keep_cache", "readdirplus",
                      "max_threads",
@@ -24,7 +42,12 @@ void ApplyConfig(const config::Config& cfg, MountOptions* out) {
   out->log_level = cfg.String("log_level", out->log_level);
   out->log_syslog = cfg.Bool("log_syslog", out->log_syslog);
   out->log_file = cfg.String("log_file", out->log_file);
-  out->metrics_listen = cfg.String("metrics_listen", out->metrics_listen);
+  for (auto [key, field] : {std::pair{"metrics_listen", &out->metrics_listen},
+                            std::pair{"health_listen", &out->health_listen}}) {
+    const std::string value = cfg.String(key, *field);
+    if (auto problem = ListenAddressProblem(value)) cfg.Fail(key, *problem);
+    *field = value;
+  }
   out->nonempty = cfg.Bool("nonempty", out->nonempty);
   out->allow_other = cfg.Bool("allow_other", out->allow_other);
   out->sync = cfg.Bool("sync", out->sync);
@@ -120,8 +143,11 @@ void ApplyOptionStrings(const std::vector<std::string>& option_strings, MountOpt
       out->log_syslog = ParseBool(key, value);
     } else if (key == "log_file") {
       out->log_file = value;
-    } else if (key == "metrics_listen") {
-      out->metrics_listen = value;
+    } else if (key == "metrics_listen" || key == "health_listen") {
+      if (auto problem = ListenAddressProblem(value)) {
+        throw Error(EINVAL, "option " + key + "=" + value + ": " + *problem);
+      }
+      (key == "metrics_listen" ? out->metrics_listen : out->health_listen) = value;
     } else if (key == "nonempty") {
       out->nonempty = ParseBool(key, value);
     } else if (key == "allow_other") {

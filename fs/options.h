@@ -24,6 +24,7 @@ struct MountOptions {
   bool log_syslog = false;     // also log to syslog (in the background without log_file: on)
   std::string log_file;        // also log to this file
   std::string metrics_listen;  // HOST:PORT of the Prometheus listener; "" = off
+  std::string health_listen;   // HOST:PORT of the health check (GET /health); "" = off
   bool nonempty = false;       // allow mounting over a non-empty directory
   bool allow_other = false;
   bool read_only = false;
@@ -45,7 +46,8 @@ struct MountOptions {
   std::uint32_t heartbeat_s = 30;          // this box's record on the nodes
 };
 
-// Applies a config file's settings. Throws config::ConfigError naming file:line:key.
+// Applies a config file's settings. Throws config::ConfigError naming file:line:key (also for a
+// listen address that is not a numeric HOST:PORT).
 void ApplyConfig(const config::Config& cfg, MountOptions* out);
 
 // Splits "-o" strings ("a=b,c") into options and applies them; a config=FILE option is applied
@@ -57,7 +59,7 @@ void ApplyOptionStrings(const std::vector<std::string>& option_strings, MountOpt
 // The config keys and -o options, for --help and the man page test.
 inline constexpr const char* kConfigKeys[] = {
     "keyfile", "passfile", "control_socket", "log_level", "log_syslog", "log_file",
-    "metrics_listen", "nonempty", "allow_other", "sync",
+    "metrics_listen", "health_listen", "nonempty", "allow_other", "sync",
     "commit_interval_ms", "entry_timeout", "attr_timeout", "negative_timeout", "keep_cache",
     "readdirplus", "max_threads", "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
     "tombstone_grace_s", "follow_interval_ms", "heartbeat_s"};

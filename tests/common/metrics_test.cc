@@ -1,5 +1,6 @@
 // Tests of common/metrics (the Prometheus text format), common/metrics_http (a real listener on
-// 127.0.0.1) and the passphrase-file permission warning.
+// 127.0.0.1; the HTTP handling itself is tested in http_server_test.cc) and the passphrase-file
+// permission warning.
 #include "common/error.h"
 #include "common/metrics.h"
 #include "common/metrics_http.h"
@@ -78,17 +79,20 @@ TEST(MetricsTest, HttpListenerServesMetricsAndNothingElse) {
   } catch (const Error& e) {
     EXPECT_EQ(e.err(), ECONNREFUSED) << e.what();
   }
-  EXPECT_THROW(ParseHttpAddress("localhost:80"), Error);  // numeric only
-  EXPECT_THROW(ParseHttpAddress("127.0.0.1:99999"), Error);
-  EXPECT_EQ(ParseHttpAddress("[::1]:9401").host, "::1");
 }
 
-TEST(MetricsTest, HttpResponseRejectsOtherMethods) {
+TEST(MetricsTest, RoutesServeTheRegistryOnMetricsAndRootOnly) {
   Registry r;
-  EXPECT_EQ(HttpResponse("POST /metrics HTTP/1.0\r\n\r\n", r).rfind("HTTP/1.0 405", 0), 0u);
-  std::string head = HttpResponse("HEAD /metrics HTTP/1.0\r\n\r\n", r);
+  r.AddGauge("t_up", "up").Set(1);
+  const http::Routes routes = Routes(r);
+  EXPECT_EQ(http::Respond("POST /metrics HTTP/1.0\r\n\r\n", routes).rfind("HTTP/1.0 405", 0), 0u);
+  std::string head = http::Respond("HEAD /metrics HTTP/1.0\r\n\r\n", routes);
   EXPECT_EQ(head.rfind("HTTP/1.0 200 OK", 0), 0u);
   EXPECT_NE(head.find("version=0.0.4"), std::string::npos);
+  EXPECT_EQ(head.find("t_up 1"), std::string::npos) << head;  // HEAD: no body
+  EXPECT_NE(http::Respond("GET / HTTP/1.0\r\n\r\n", routes).find("\r\n\r\n# HELP t_up up\n"),
+            std::string::npos);
+  EXPECT_EQ(http::Respond("GET /health HTTP/1.0\r\n\r\n", routes).rfind("HTTP/1.0 404", 0), 0u);
 }
 
 TEST(KeyValueLineTest, FieldsRestAndLastError) {

@@ -60,6 +60,19 @@ TEST(StatusTest, FewerThanWNodesIsNotServingUnlessQueueing) {
   EXPECT_EQ(Judge(ParseFields(With(kHealthy, "mode=normal", "mode=eio"))).code, kStatusNotServing);
 }
 
+TEST(StatusTest, AStickyWriteErrorIsNotServingAlsoWithoutNodes) {
+  const std::string local = "ok mode=normal delay_ms=0 replicated=no";
+  for (const std::string& line : {kHealthy, local}) {
+    Verdict v = Judge(ParseFields(line + " sticky_error=28"));
+    EXPECT_EQ(v.code, kStatusNotServing) << line;
+    ASSERT_EQ(v.reasons.size(), 1u);
+    EXPECT_EQ(v.reasons[0],
+              "sticky write error (No space left on device): every write fails until cofferfs is "
+              "restarted");
+    EXPECT_EQ(Judge(ParseFields(line + " sticky_error=0")).code, kStatusHealthy);
+  }
+}
+
 TEST(StatusTest, LyingNodeIsShownAndDegrades) {
   std::string line = kHealthy + " lies.n3=5";
   Fields f = ParseFields(line);

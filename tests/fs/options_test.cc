@@ -71,6 +71,45 @@ TEST(OptionsTest, StorageNodeOptions) {
   EXPECT_THROW(ApplyOptionStrings({"config=" + (dir / "bad.toml")}, &o), config::ConfigError);
 }
 
+TEST(OptionsTest, ListenAddressesAreCheckedWhenParsed) {
+  MountOptions o;
+  EXPECT_EQ(o.health_listen, "");  // off by default
+  ApplyOptionStrings({"health_listen=127.0.0.1:9404,metrics_listen=[::1]:9402"}, &o);
+  EXPECT_EQ(o.health_listen, "127.0.0.1:9404");
+  EXPECT_EQ(o.metrics_listen, "[::1]:9402");
+  for (const char* bad : {"health_listen=localhost:9404", "health_listen=127.0.0.1",
+                          "health_listen=127.0.0.1:70000", "metrics_listen=:9402"}) {
+    MountOptions before = o;
+    try {
+      ApplyOptionStrings({bad}, &o);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const config::ConfigError&) {
+      ADD_FAILURE() << bad << ": an -o option is a usage error, not a config file error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.err(), EINVAL);
+      EXPECT_NE(std::string(e.what()).find("option " + std::string(bad) + ": "),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("numeric HOST:PORT"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(o.health_listen, before.health_listen);  // nothing changed
+    EXPECT_EQ(o.metrics_listen, before.metrics_listen);
+  }
+  testing::TempDir dir;
+  testing::WriteTextFile(dir / "c.toml", "health_listen = \"127.0.0.1:9500\"\n");
+  ApplyOptionStrings({"config=" + (dir / "c.toml")}, &o);
+  EXPECT_EQ(o.health_listen, "127.0.0.1:9500");
+  testing::WriteTextFile(dir / "bad.toml", "health_listen = \"mail.example.org:80\"\n");
+  try {
+    ApplyOptionStrings({"config=" + (dir / "bad.toml")}, &o);
+    ADD_FAILURE() << "a host name accepted";
+  } catch (const config::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("key 'health_listen'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bad.toml"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(o.health_listen, "127.0.0.1:9500");
+}
+
 TEST(ControlTest, Commands) {
   PlayDead pd;
   EXPECT_EQ(HandleControlCommand("status", &pd), "ok mode=normal delay_ms=0");
