@@ -135,6 +135,7 @@ void Filesystem::Open_() {
     hlc_.Observe(FromBigEndian64(*h));
   chunks_->LoadCache();
   LoadBoxes();
+  LoadDeferredChunks();
   if (identity->rebuilt) caught_up_ms_ = open_ms;  // a rebuild read every change
   if (remote_ && !options_.read_only) pipeline_->LoadOutbox();
   if (identity->format == kStoreFormatV1 && !options_.read_only) {
@@ -422,6 +423,14 @@ void Filesystem::DeleteChunk(const crypto::ObjectId& id) {
     chunks_->Forget(id);
     return;
   }
+  if (remote_ && !options_.read_only) {
+    // Tombstoned once every box has applied this change (ReleaseDeferredChunks).
+    const std::int64_t now_ms = WallNs() / 1000000;
+    deferred_chunks_[id] = now_ms;
+    local_rows_.push_back(
+        Mutation{Table::kMeta, kGcKeyPrefix + std::string(crypto::IdBytes(id)), BigEndian64(now_ms)});
+    return;
+  }
   deleted_chunks_[id] = Tick();
 }
 
@@ -648,7 +657,18 @@ void Filesystem::SetInvalidator(Invalidator fn) {
 
 std::size_t Filesystem::ApplyRemote(const std::vector<RemoteRecord>& records) {
   std::vector<Invalidation> inval;
-  const std::size_t applied = ApplyRemoteLocked(records, &inval);
+  std::vector<crypto::ObjectId> keep;
+  const std::size_t applied = ApplyRemoteLocked(records, &inval, &keep);
+  // Files open here that another box deleted stay readable: their chunks are fetched now, while
+  // the deleting box still waits for this box to catch up before it deletes them.
+  for (const crypto::ObjectId& id : keep) {
+    try {
+      chunks_->Read(id);
+    } catch (const std::exception& e) {
+      spdlog::warn("a file open here was deleted by another box and chunk {} cannot be kept: {}",
+                   crypto::ToHex(id), e.what());
+    }
+  }
   if (!inval.empty()) {
     std::lock_guard lock(inval_mu_);
     if (invalidator_) invalidator_(inval);
@@ -657,7 +677,8 @@ std::size_t Filesystem::ApplyRemote(const std::vector<RemoteRecord>& records) {
 }
 
 std::size_t Filesystem::ApplyRemoteLocked(const std::vector<RemoteRecord>& records,
-                                          std::vector<Invalidation>* out) {
+                                          std::vector<Invalidation>* out,
+                                          std::vector<crypto::ObjectId>* keep) {
   std::vector<Invalidation>& inval = *out;
   const auto note = [&inval](std::uint64_t ino, const Applied& a) {
     inval.push_back(Invalidation{ino, a.data, 0, {}});
@@ -694,6 +715,9 @@ std::size_t Filesystem::ApplyRemoteLocked(const std::vector<RemoteRecord>& recor
         }
         dirty_inodes_.erase(ino);
         table_.Erase(ino);
+      } else if (inode && inode->opens > 0) {
+        for (const auto& id : inode->chunks)
+          if (!file_data::IsHole(id)) keep->push_back(id);
       }
     } else {
       const Inode* before = table_.Find(ino);
@@ -716,6 +740,13 @@ std::size_t Filesystem::ApplyRemoteLocked(const std::vector<RemoteRecord>& recor
       local_rows_.push_back(Mutation{Table::kInodes, BigEndian64(ino), rec.sealed});
       dirty_inodes_.erase(ino);  // this box's pending version lost to the newer one
       const Inode* after = table_.Find(ino);
+      // A delete here that another box's newer change undid (a rename racing the unlink): the
+      // content is referenced again and must stay on the nodes.
+      for (const auto& id : after->chunks) {
+        if (!deferred_chunks_.empty() && deferred_chunks_.erase(id))
+          local_rows_.push_back(
+              Mutation{Table::kMeta, kGcKeyPrefix + std::string(crypto::IdBytes(id)), std::nullopt});
+      }
       for (const auto& id : old_chunks) {
         if (file_data::IsHole(id) ||
             std::find(after->chunks.begin(), after->chunks.end(), id) != after->chunks.end())
@@ -729,8 +760,12 @@ std::size_t Filesystem::ApplyRemoteLocked(const std::vector<RemoteRecord>& recor
     }
     ++applied;
   }
-  if (reindex) table_.Reindex();
-  for (const NameConflict& c : table_.TakeConflicts()) {
+  std::vector<NameConflict> conflicts = table_.TakeConflicts();
+  if (reindex) {
+    std::vector<NameConflict> more = table_.Reindex();
+    conflicts.insert(conflicts.end(), more.begin(), more.end());
+  }
+  for (const NameConflict& c : conflicts) {
     spdlog::warn("name conflict in directory {}: inode {} keeps the name, inode {} does not",
                  c.dir, c.winner, c.loser);
     inval.push_back(Invalidation{0, false, c.dir, c.name});

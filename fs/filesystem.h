@@ -237,6 +237,12 @@ class Filesystem {
   // was on the nodes at `t_ms` (this box: a complete catch-up that started after it; others:
   // the same, as their records say, with the clock margin).
   bool EveryBoxCaughtUpAfter(std::int64_t t_ms);
+  // Content chunks a change made unreferenced (a delete, a rewrite) are deleted on the nodes only
+  // once every box has applied that change: a box that has the file open fetches the chunks it
+  // lacks when it applies the delete, so the file stays readable there as on a local
+  // filesystem. Writes the tombstones of those that every box has caught up past; returns how
+  // many. (Local-only mounts delete at once.)
+  std::size_t ReleaseDeferredChunks();
   // Marks LAPSED the boxes that have not caught up within the tombstone grace (and an hour), and
   // waits until the marks are durable. Returns false when they could not be made durable (then
   // nothing may be collected past those boxes).
@@ -311,13 +317,16 @@ class Filesystem {
   // Box records: loads this STATE_DIR's; applies one from the nodes (under mu_); checks at
   // mount whether this box was retired or lapsed (throws).
   void LoadBoxes();
+  void LoadDeferredChunks();
   bool ApplyBoxRecord(const RemoteRecord& rec);
   void CheckOwnRecord();
   // Queues `rec` (version set here) for the next batch, with its local row.
   void WriteBoxRecord(proto::BoxRecord rec);
   // ApplyRemote under mu_; appends what the kernel must forget to `inval`.
+  // `keep`: chunks of files open here that the records deleted (fetched after the lock).
   std::size_t ApplyRemoteLocked(const std::vector<RemoteRecord>& records,
-                                std::vector<Invalidation>* inval);
+                                std::vector<Invalidation>* inval,
+                                std::vector<crypto::ObjectId>* keep);
   // Durability. `lock` is released while waiting and held again on return.
   int WaitDurable(std::unique_lock<std::mutex>& lock);
   // With `sync`: waits for a namespace change (link, rename, mkdir, symlink).
@@ -365,6 +374,9 @@ class Filesystem {
   std::int64_t started_unix_ = 0;
   std::int64_t caught_up_ms_ = 0;  // start of the last complete catch-up
   std::string stop_reason_;        // retired or lapsed: no more writes
+  // Chunks no longer referenced, not yet tombstoned on the nodes: id -> when (ms since the
+  // epoch); kept in STATE_DIR (kGcKeyPrefix rows).
+  std::map<crypto::ObjectId, std::int64_t> deferred_chunks_;
   bool registered_ = false;        // this mount wrote an ACTIVE record
   std::size_t pending_bytes_ = 0;  // plaintext in write buffers and new chunks not yet taken
   std::vector<Undo> undo_;  // namespace changes of batches not yet decided (degraded=fail)

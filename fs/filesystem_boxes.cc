@@ -166,6 +166,43 @@ int Filesystem::RetireBox(std::uint64_t box_id, bool force, std::string* message
   return 0;
 }
 
+void Filesystem::LoadDeferredChunks() {
+  std::lock_guard lock(mu_);
+  local_->Scan(Table::kMeta, [&](std::string_view key, std::string_view value) {
+    if (key.substr(0, 3) != kGcKeyPrefix) return;
+    auto id = crypto::IdFromBytes(key.substr(3));
+    if (!id || value.size() != 8) throw Error(EBADMSG, "malformed deferred chunk row in store");
+    deferred_chunks_[*id] = static_cast<std::int64_t>(FromBigEndian64(value));
+  });
+  if (!deferred_chunks_.empty())
+    spdlog::info("{} deleted chunks wait until every box has caught up", deferred_chunks_.size());
+}
+
+std::size_t Filesystem::ReleaseDeferredChunks() {
+  std::lock_guard lock(mu_);
+  if (deferred_chunks_.empty() || options_.read_only || !stop_reason_.empty()) return 0;
+  // Every box has applied every change made before `floor`.
+  std::int64_t floor = caught_up_ms_;
+  for (const proto::BoxRecord& b : boxes_.All()) {
+    if (b.box_id() == box_id_ || !BoxRegistry::Counts(b)) continue;
+    floor = std::min(floor, b.caught_up_unix_ms() - options_.clock_margin.count());
+  }
+  std::size_t released = 0;
+  for (auto it = deferred_chunks_.begin(); it != deferred_chunks_.end();) {
+    if (it->second >= floor) {
+      ++it;
+      continue;
+    }
+    deleted_chunks_[it->first] = Tick();
+    local_rows_.push_back(
+        Mutation{Table::kMeta, kGcKeyPrefix + std::string(crypto::IdBytes(it->first)), std::nullopt});
+    it = deferred_chunks_.erase(it);
+    ++released;
+  }
+  if (released) pipeline_->Touched();
+  return released;
+}
+
 bool Filesystem::EveryBoxCaughtUpAfter(std::int64_t t_ms) {
   std::lock_guard lock(mu_);
   if (caught_up_ms_ <= t_ms) return false;
@@ -228,7 +265,8 @@ std::string Filesystem::BoxFields() {
                   (!stop_reason_.empty() && own ? StateName(own->state())
                    : options_.read_only        ? "READ-ONLY"
                                                : "ACTIVE") +
-                  " boxes=" + std::to_string(boxes_.size());
+                  " boxes=" + std::to_string(boxes_.size()) +
+                  " chunks_awaiting_boxes=" + std::to_string(deferred_chunks_.size());
   for (const proto::BoxRecord& b : boxes_.All()) {
     s += " box." + Hex(b.box_id()) + "=" + StateName(b.state()) + "," +
          std::to_string(b.heartbeat_unix()) + "," +

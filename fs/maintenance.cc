@@ -125,6 +125,7 @@ void Maintenance::FollowLoop() {
         status_.last_catch_up_unix = UnixNow();
         status_.catch_up_applied += r.applied;
       }
+      fs_.ReleaseDeferredChunks();
       if (Clock::now() >= next_heartbeat) {
         next_heartbeat = Clock::now() + options_.heartbeat_interval;
         fs_.Heartbeat();

@@ -196,6 +196,66 @@ TEST_F(BoxesTest, CollectionWaitsUntilEveryBoxCaughtUp) {
   EXPECT_FALSE(a->EveryBoxCaughtUpAfter(WallNs() / 1000000 + 1000)) << "nor this box, later";
 }
 
+TEST_F(BoxesTest, AFileOpenOnOneBoxStaysReadableWhenAnotherBoxDeletesIt) {
+  auto a = Open("a");
+  struct stat st {};
+  std::uint64_t fh = 0;
+  ASSERT_EQ(a->Create(kRootIno, "msg", 0600, O_WRONLY, ctx_, &st, &fh), 0);
+  const std::uint64_t ino = st.st_ino;
+  const std::string body(200000, 'm');  // four chunks
+  std::size_t n = 0;
+  ASSERT_EQ(a->Write(ino, fh, 0, body, &n), 0);
+  ASSERT_EQ(a->Fsync(ino, false), 0);
+  ASSERT_EQ(a->Release(ino, fh), 0);
+  a->Forget(ino, 1);
+  a->Heartbeat();
+  Settle(*a);
+  auto b = Open("b");  // rebuilt: it holds no chunk yet
+  b->Heartbeat();
+  Settle(*b);
+  a->CatchUp();
+  struct stat bst {};
+  ASSERT_EQ(b->Lookup(kRootIno, "msg", &bst), 0);
+  std::uint64_t bfh = 0;
+  ASSERT_EQ(b->Open(bst.st_ino, O_RDONLY, &bfh), 0);
+  const std::size_t chunks_before = store_->Live();
+  // A deletes it: the inode's tombstone goes out at once, its chunks wait for B.
+  ASSERT_EQ(a->Unlink(kRootIno, "msg"), 0);
+  Settle(*a);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // B catches up after the delete
+  EXPECT_EQ(a->ReleaseDeferredChunks(), 0u) << "B has not caught up past the delete";
+  Settle(*a);
+  EXPECT_EQ(store_->Live(), chunks_before - 1) << "only the inode record went";
+  EXPECT_NE(a->BoxFields().find("chunks_awaiting_boxes=4"), std::string::npos) << a->BoxFields();
+  // B applies the delete (and fetches what it lacks), reports it, and A lets the chunks go.
+  b->CatchUp();
+  b->Heartbeat();
+  Settle(*b);
+  a->CatchUp();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(a->ReleaseDeferredChunks(), 4u);
+  Settle(*a);
+  EXPECT_EQ(store_->Live(), chunks_before - 5);
+  // B still reads the whole file.
+  std::string got;
+  ASSERT_EQ(b->Read(bst.st_ino, bfh, 0, body.size(), &got), 0);
+  EXPECT_EQ(got, body);
+  EXPECT_EQ(b->Release(bst.st_ino, bfh), 0);
+  // The delays survive a restart of A.
+  ASSERT_EQ(a->Create(kRootIno, "two", 0600, O_WRONLY, ctx_, &st, &fh), 0);
+  ASSERT_EQ(a->Write(st.st_ino, fh, 0, "x", &n), 0);
+  ASSERT_EQ(a->Fsync(st.st_ino, false), 0);
+  ASSERT_EQ(a->Release(st.st_ino, fh), 0);
+  a->Forget(st.st_ino, 1);
+  ASSERT_EQ(a->Unlink(kRootIno, "two"), 0);
+  Settle(*a);
+  a->Shutdown();
+  a.reset();
+  auto again = Open("a");
+  EXPECT_NE(again->BoxFields().find("chunks_awaiting_boxes=1"), std::string::npos)
+      << again->BoxFields();
+}
+
 TEST_F(BoxesTest, ABoxOutOfTouchBeyondTheGraceIsMarkedLapsedAndMustRebuild) {
   auto a = Open("a");
   auto b = Open("b");

@@ -33,6 +33,14 @@ struct FakeStore {
   std::uint64_t seq = 0;
   std::size_t puts = 0;  // objects stored (not "not newer")
 
+  // Objects that are not tombstones.
+  std::size_t Live() {
+    std::lock_guard lock(mu);
+    std::size_t n = 0;
+    for (const auto& [id, h] : objects) n += h.tombstone ? 0 : 1;
+    return n;
+  }
+
   // Conditional put (mu held).
   void Apply(const replicator::Object& o) {
     auto it = objects.find(o.id);

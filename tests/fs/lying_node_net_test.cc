@@ -121,6 +121,7 @@ TEST_P(LyingNodeTest, NothingAcknowledgedIsLostNothingDeletedReturnsAndTheLiarIs
   }
   ASSERT_EQ(fs_->FsyncDir(neu), 0);
   WaitOutboxEmpty();
+  WaitChunksReleased();
   // Every replica holds everything before the node starts lying (the third copy of a write
   // arrives a moment after the W acks).
   for (int pass = 0; pass < 10; ++pass) {

@@ -174,6 +174,18 @@ class ReplicatedFsTest : public ::testing::Test {
       std::this_thread::sleep_for(50ms);
     ASSERT_EQ(store_->OutboxSize(), 0u) << fs_->StatusLine();
   }
+  // Waits until the chunks that deletes made unreferenced are tombstoned on the nodes (once the
+  // box caught up past the deletes), and those tombstones are on W nodes.
+  void WaitChunksReleased(std::chrono::seconds limit = 20s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (fs_->BoxFields().find(" chunks_awaiting_boxes=0") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);
+    ASSERT_NE(fs_->BoxFields().find(" chunks_awaiting_boxes=0"), std::string::npos)
+        << fs_->BoxFields();
+    ASSERT_EQ(fs_->FsyncDir(kRootIno), 0);
+    WaitOutboxEmpty(limit);
+  }
   static std::string Body(int i, std::size_t size) {
     std::string s = "Message-ID: <" + std::to_string(i) + "@test>\n\n";
     while (s.size() < size) s += "line " + std::to_string(s.size() * 7 + i) + " of the body\n";

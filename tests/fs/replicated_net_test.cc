@@ -194,6 +194,7 @@ TEST_F(ReplicatedFsTest, TombstonesAreCollectedOnceEveryReplicaHasThem) {
   fs_->Forget(ino, 2);  // the kernel lets go: the inode and its chunk are freed
   ASSERT_EQ(fs_->FsyncDir(kRootIno), 0);
   WaitOutboxEmpty();
+  WaitChunksReleased();
   auto tombstones = [&] {
     std::uint64_t t = 0;
     for (std::size_t n = 0; n < kNodes; ++n) t += store_->replicator().Stat(n).tombstones();
