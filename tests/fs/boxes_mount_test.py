@@ -15,6 +15,11 @@ replicator.toml (a different box_id), the same key file and the same three coffe
                     new/ -> cur/ and delete some, all at once; every box converges to the same
                     tree, equal to a new box rebuilt from the nodes; every message is there
                     exactly once unless a box deleted it.
+  RaceTest          the smallest races, two boxes each acting before it heard of the other:
+                    a delete on A while B flags (renames) or touches the message; A unlinks
+                    the tmp/ name while B moves the new/ name of the same file (Postfix on A,
+                    POP3 on B); both boxes create a new user's Maildir for a first message at
+                    once; A deletes a message B has open or still lists.
   CrashTest         box B is killed -9 while box A deletes many messages; B remounted on the
                     same STATE_DIR neither brings back a deleted message nor misses a delete,
                     and its own writes work afterwards.
@@ -96,6 +101,19 @@ def deliver_link(md, name, body):
         os.close(fd)
     os.link(tmp, os.path.join(md, "new", name))
     os.unlink(tmp)
+
+
+def wait_listed(d, names, timeout=10):
+    """Waits until directory `d` lists exactly `names` (it may not exist yet)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if sorted(os.listdir(d)) == sorted(names):
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError("%s does not list %s" % (d, sorted(names)))
 
 
 def sync_dir(path):
@@ -841,6 +859,46 @@ class RaceTest(BoxesTestCase):
             self.assertEqual(os.listdir(os.path.join(md, "tmp")), [],
                              "box %s: the deleted message is still in tmp/" % box)
 
+
+    def two_boxes_with_big_messages(self, names):
+        a = self.mount("A")
+        b = self.mount("B")
+        md_a = maildir(a.mnt)
+        md_b = os.path.join(b.mnt, "alice")
+        big = {n: body_for(n + "@boxes", 1 << 20) for n in names}
+        for n, body in big.items():
+            deliver_link(md_a, n, body)
+        wait_listed(os.path.join(md_b, "new"), big)  # B has read none of their content
+        return md_a, md_b, big
+
+    def test_a_message_open_on_one_box_stays_readable_when_another_deletes_it(self):
+        """B reads a large message (RETR) while A deletes it (a user with clients on two boxes,
+        or moved between them): as on a local filesystem the open file stays readable to the
+        end."""
+        md_a, md_b, big = self.two_boxes_with_big_messages(["reading"])
+        with open(os.path.join(md_b, "new", "reading"), "rb") as f:
+            head = f.read(4096)
+            os.unlink(os.path.join(md_a, "new", "reading"))
+            time.sleep(2.5)  # B has heard of the delete now
+            try:
+                rest = f.read()
+            except OSError as e:
+                self.fail("B's open file became unreadable after A deleted it: %s" % e)
+        self.assertEqual(head + rest, big["reading"])
+
+    def test_a_message_still_listed_on_one_box_after_another_deleted_it(self):
+        """A message B still lists because it has not heard of A's delete yet opens whole or
+        not at all (ENOENT), never with an I/O error."""
+        md_a, md_b, big = self.two_boxes_with_big_messages(["listed"])
+        os.unlink(os.path.join(md_a, "new", "listed"))
+        time.sleep(0.3)
+        try:
+            with open(os.path.join(md_b, "new", "listed"), "rb") as f:
+                self.assertEqual(f.read(), big["listed"])
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.fail("B opened a message A had deleted 0.3 s before: %s" % e)
 
     def test_first_mail_for_a_new_user_on_two_boxes_at_once(self):
         """Two MX boxes get the first message for a new user at the same moment: each creates
