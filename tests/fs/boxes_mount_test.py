@@ -162,9 +162,12 @@ def by_message(tree):
 def describe(a, b):
     keys = sorted(set(a) | set(b))
     diff = [k for k in keys if a.get(k) != b.get(k)]
-    return "%d names differ, e.g. %s" % (
-        len(diff), ["%s: %s / %s" % (k, (a.get(k) or ("-",))[0][:8], (b.get(k) or ("-",))[0][:8])
-                    for k in diff[:6]])
+    unreadable = [k for k in diff if k in a and k in b and "unreadable" in a[k][0] + b[k][0]]
+    return "%d names differ%s, e.g. %s" % (
+        len(diff), " (%d of them listed on both, content unreadable on one)" % len(unreadable)
+        if unreadable else "",
+        ["%s: %s / %s" % (k, (a.get(k) or ("-",))[0][:8], (b.get(k) or ("-",))[0][:8])
+         for k in diff[:6]])
 
 
 class BoxNodes(Nodes):
@@ -761,7 +764,7 @@ class StormTest(BoxesTestCase):
 
         for m in boxes:
             self.wait_outbox_empty(m)
-        tree = self.converge(mds)
+        tree = self.converge(mds, limit=20)
         unreadable = sorted(k for k, (d, _) in tree.items() if d.startswith("unreadable"))
         self.assertEqual(unreadable, [], "listed on every box but unreadable (deleted by a box: "
                          "%s)" % [k.split("/", 1)[1].split(":", 1)[0] in deleted
