@@ -213,7 +213,7 @@ std::string Fingerprint(const MasterKey& master) {
 
 bool IsValidKind(std::uint32_t kind) noexcept {
   return kind >= static_cast<std::uint32_t>(ObjectKind::kChunk) &&
-         kind <= static_cast<std::uint32_t>(ObjectKind::kTombstone);
+         kind <= static_cast<std::uint32_t>(ObjectKind::kBoxRecord);
 }
 
 ObjectId RandomObjectId() {

@@ -132,6 +132,7 @@ enum class ObjectKind : std::uint8_t {
   kDirEntry = 3,
   kStoreMeta = 4,
   kTombstone = 5,  // a delete (format 2 and later), sealed with the record key
+  kBoxRecord = 6,  // an access box's registration and heartbeat
 };
 bool IsValidKind(std::uint32_t kind) noexcept;
 

@@ -47,6 +47,8 @@ struct FsArgs {
   std::string record;             // status: the cofferctl scrub record to show
   bool json = false;
   int timeout_ms = 10000;
+  std::string box;     // retire-box: the box id
+  bool force = false;  // retire-box: even with a recent heartbeat
 };
 
 int FsScrubMain(const FsArgs& a, Io& io);
@@ -110,7 +112,9 @@ int NodeMain(const NodeArgs& a, Io& io) {
   }
 
   rep::wire::Request req;
-  if (a.action == "stat") {
+  if (a.action == "list") {
+    req.mutable_list();
+  } else if (a.action == "stat") {
     req.mutable_stat();
   } else if (a.action == "ping") {
     req.mutable_ping();
@@ -126,33 +130,57 @@ int NodeMain(const NodeArgs& a, Io& io) {
     req.mutable_admin()->set_slow_ms(p->slow_ms);
     req.mutable_admin()->set_offset_ms(p->offset_ms);
   } else {
-    io.err << "cofferctl: node: unknown action " << a.action << " (stat|ping|play-dead)\n";
+    io.err << "cofferctl: node: unknown action " << a.action << " (stat|ping|list|play-dead)\n";
     return kExitUsage;
   }
 
   rep::Transport t({node}, keys);
   // The connection (CURVE handshake) is set up asynchronously: until it is, a send fails as
-  // unreachable (ZMQ_IMMEDIATE), so retry within the timeout.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.timeout_ms);
+  // unreachable (ZMQ_IMMEDIATE), so retry within the timeout (of each call).
+  auto call = [&](const rep::wire::Request& request, rep::CallResult* r) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(a.timeout_ms);
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left <= 0ms) break;
+      *r = t.Call(0, request, left).get();
+      if (r->status != rep::CallStatus::kUnreachable) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    if (r->status == rep::CallStatus::kNodeError) {
+      io.err << "cofferctl: " << r->Describe(node) << "\n";
+      return r->reply.error().code() == rep::wire::ERROR_DENIED ? kExitNoPerm : kExitUnavailable;
+    }
+    if (r->status != rep::CallStatus::kOk) {
+      io.err << "cofferctl: " << r->Describe(node) << " (no answer within " << a.timeout_ms
+             << " ms" << (r->status == rep::CallStatus::kTimeout ? ": down or playing dead" : "")
+             << ")\n";
+      return kExitUnavailable;
+    }
+    return kExitOk;
+  };
   rep::CallResult r;
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left <= 0ms) break;
-    r = t.Call(0, req, left).get();
-    if (r.status != rep::CallStatus::kUnreachable) break;
-    std::this_thread::sleep_for(20ms);
+  if (a.action == "list") {
+    // What the node's operator sees of every object: no more than this.
+    std::uint64_t count = 0;
+    while (true) {
+      if (int rc = call(req, &r)) return rc;
+      if (!r.reply.has_list()) break;
+      const auto& l = r.reply.list();
+      for (const auto& e : l.entries()) {
+        io.out << "seq=" << e.seq() << " id=" << crypto::ToHex(e.id())
+               << " version=" << e.version().hlc() << "." << e.version().box_id()
+               << " size=" << e.size() << (e.tombstone() ? " tombstone" : "") << "\n";
+        ++count;
+      }
+      if (l.done() || l.entries_size() == 0) break;
+      req.mutable_list()->set_after(l.entries(l.entries_size() - 1).id());
+    }
+    io.err << count << " objects\n";
+    return kExitOk;
   }
-  if (r.status == rep::CallStatus::kNodeError) {
-    io.err << "cofferctl: " << r.Describe(node) << "\n";
-    return r.reply.error().code() == rep::wire::ERROR_DENIED ? kExitNoPerm : kExitUnavailable;
-  }
-  if (r.status != rep::CallStatus::kOk) {
-    io.err << "cofferctl: " << r.Describe(node) << " (no answer within " << a.timeout_ms
-           << " ms" << (r.status == rep::CallStatus::kTimeout ? ": down or playing dead" : "")
-           << ")\n";
-    return kExitUnavailable;
-  }
+  if (int rc = call(req, &r)) return rc;
   if (a.action == "stat" && r.reply.has_stat()) {
     const auto& s = r.reply.stat();
     io.out << "node        " << s.node_id() << " (" << node.endpoint << ")\n"
@@ -361,6 +389,43 @@ int StatusMain(const FsArgs& a, Io& io) {
   return v.code;
 }
 
+int BoxesMain(const FsArgs& a, Io& io) {
+  std::string answer;
+  if (int rc = Request(a, "status", io, &answer)) return rc;
+  Fields f = ParseFields(answer);
+  if (f["replicated"] != "yes") {
+    io.out << "local only: no storage nodes, no other boxes\n";
+    return kExitOk;
+  }
+  const auto boxes = Boxes(f);
+  io.out << boxes.size() << " boxes known to box " << f["box"] << "\n";
+  RenderBoxes(boxes, static_cast<std::int64_t>(std::time(nullptr)), io.out);
+  return kExitOk;
+}
+
+int RetireBoxMain(const FsArgs& a, Io& io) {
+  std::string answer;
+  const std::string line = "retire-box " + a.box + (a.force ? " force" : "");
+  try {
+    const std::string socket = !a.socket.empty() ? a.socket : ResolveControlSocket(a.target);
+    answer = control::Request(socket, line, a.timeout_ms);
+  } catch (const Error& e) {
+    io.err << "cofferctl: " << e.what() << "\n";
+    return e.err() == EACCES ? kExitNoPerm : kExitUnavailable;
+  }
+  if (answer.rfind("ok ", 0) == 0) {
+    io.out << answer.substr(3) << "\n";
+    return kExitOk;
+  }
+  io.err << "cofferctl: " << (answer.rfind("err ", 0) == 0 ? answer.substr(4) : answer) << "\n";
+  if (answer.rfind("err busy", 0) == 0) return kExitTempFail;
+  if (answer.rfind("err unknown", 0) == 0) return exits::kNoInput;
+  if (answer.rfind("err already", 0) == 0) return kExitOk;
+  if (answer.rfind("err retire-box", 0) == 0 || answer.rfind("err usage", 0) == 0)
+    return kExitUsage;
+  return kExitUnavailable;
+}
+
 int VerifyMain(const FsArgs& a, Io& io) {
   std::string answer;
   if (int rc = Request(a, "verify", io, &answer)) return rc;
@@ -476,6 +541,12 @@ std::function<std::function<int(Io&)>(CLI::App&)> AddFsCommand(const char* name,
     sub->add_option("--socket", a->socket, "the control socket, if not STATE_DIR/control.sock");
     sub->add_option("--timeout", a->timeout_ms, "milliseconds to wait for the answer")
         ->check(CLI::Range(1, 3600000));
+    if (std::string(name) == "retire-box") {
+      sub->add_option("box", a->box, "the box id (16 hex digits, from cofferctl boxes)")
+          ->required();
+      sub->add_flag("--force", a->force,
+                    "retire it even though its last heartbeat is recent (it must be down)");
+    }
     if (std::string(name) == "status") {
       sub->add_flag("--json", a->json, "one JSON object instead of text (same exit codes)");
       sub->add_option("--scrub-record", a->record,
@@ -510,13 +581,15 @@ std::function<std::function<int(Io&)>(CLI::App&)> AddSocketCommand(const char* p
 
 const std::vector<Command>& Commands() {
   static const std::vector<Command> kCommands = {
-      {"node", "talk to one storage node: stat, ping, play-dead MODE",
+      {"node", "talk to one storage node: stat, ping, list, play-dead MODE",
        [](CLI::App& app) -> std::function<int(Io&)> {
          auto a = std::make_shared<NodeArgs>();
-         auto* sub = app.add_subcommand("node", "talk to one storage node: stat, ping, play-dead MODE");
+         auto* sub = app.add_subcommand(
+             "node", "talk to one storage node: stat, ping, list (every object as the node "
+                     "sees it), play-dead MODE");
          sub->add_option("target", a->target, "node endpoint (tcp://host:port) or node id in --config")
              ->required();
-         sub->add_option("action", a->action, "stat | ping | play-dead")->required();
+         sub->add_option("action", a->action, "stat | ping | list | play-dead")->required();
          sub->add_option("mode", a->mode, "for play-dead: off | silent | refuse | corrupt | slow MS");
          sub->add_option("--server-key", a->server_key, "the node's public key (file or Z85)");
          sub->add_option("--key", a->key, "our secret key file (the admin key for play-dead)");
@@ -559,6 +632,17 @@ const std::vector<Command>& Commands() {
                     "changes in the outbox, objects below R) or not serving (2); nodes with "
                     "latency, outbox depth and age, cache use, last scrub",
                     StatusMain, 10000)},
+      {"boxes", "the access boxes that mount the store, as a running cofferfs knows them",
+       AddFsCommand("boxes",
+                    "list the access boxes of the store (id, state, host and mount point, last "
+                    "heartbeat, how far each caught up) as a running cofferfs knows them",
+                    BoxesMain, 10000)},
+      {"retire-box", "retire a box that will not come back (from another, running box)",
+       AddFsCommand("retire-box",
+                    "retire a box for good, through a running cofferfs on another box: it no "
+                    "longer holds back the collection of deletes, and its STATE_DIR can never "
+                    "be mounted again (it would have to rebuild as a new box)",
+                    RetireBoxMain, 30000)},
       {"verify", "compare a cofferfs tree (names, versions, content digests) with the nodes",
        AddFsCommand("verify",
                     "compare the tree of a running cofferfs with what the storage nodes hold; "

@@ -72,7 +72,70 @@ bool IsNumber(const std::string& s) {
   return end && *end == '\0' && s.find_first_of("xXnN") == std::string::npos;
 }
 
+std::string PercentDecode(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      out += static_cast<char>(std::strtol(s.substr(i + 1, 2).c_str(), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string Age(std::int64_t seconds) {
+  if (seconds < 0) seconds = 0;
+  if (seconds < 120) return std::to_string(seconds) + " s";
+  if (seconds < 7200) return std::to_string(seconds / 60) + " min";
+  if (seconds < 172800) return std::to_string(seconds / 3600) + " h";
+  return std::to_string(seconds / 86400) + " days";
+}
+
 }  // namespace
+
+std::vector<BoxView> Boxes(const Fields& f) {
+  std::vector<BoxView> out;
+  const std::string self = Get(f, "box");
+  for (const auto& [k, v] : f) {
+    if (k.rfind("box.", 0) != 0) continue;
+    BoxView b;
+    b.id = k.substr(4);
+    b.self = b.id == self;
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    while (true) {
+      const std::size_t comma = v.find(',', start);
+      parts.push_back(v.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    parts.resize(5);
+    b.state = parts[0];
+    b.heartbeat_unix = std::strtoll(parts[1].c_str(), nullptr, 10);
+    b.caught_up_ms = std::strtoll(parts[2].c_str(), nullptr, 10);
+    b.host = PercentDecode(parts[3]);
+    b.mountpoint = PercentDecode(parts[4]);
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+void RenderBoxes(const std::vector<BoxView>& boxes, std::int64_t now_unix, std::ostream& out) {
+  for (const BoxView& b : boxes) {
+    out << "  " << b.id << "  " << std::left << std::setw(8) << b.state << " " << b.host << ":"
+        << b.mountpoint;
+    if (b.heartbeat_unix) out << ", heartbeat " << Age(now_unix - b.heartbeat_unix) << " ago";
+    if (b.caught_up_ms) {
+      out << ", caught up " << Age(now_unix - b.caught_up_ms / 1000) << " ago";
+    } else {
+      out << ", not caught up yet";
+    }
+    if (b.self) out << "  (this box)";
+    out << "\n";
+  }
+}
 
 Fields ParseFields(const std::string& answer, std::string* rest) {
   return ParseKeyValueLine(answer, rest);
@@ -146,6 +209,11 @@ Verdict Judge(const Fields& f) {
     degrade(std::to_string(U(f, "scrub_unrecoverable")) +
             " objects with no verified copy at the last scrub");
   }
+  const std::string box_state = Get(f, "box_state");
+  if (box_state == "RETIRED" || box_state == "LAPSED") {
+    stop("this box was marked " + box_state +
+         " by another box: it writes nothing; mount with an empty STATE_DIR to rejoin");
+  }
   if (Get(f, "state") != "" && Get(f, "state") != "healthy" && v.code == kStatusHealthy) {
     degrade("cofferfs reports state " + Get(f, "state"));
   }
@@ -178,6 +246,11 @@ void RenderText(const Fields& f, const Verdict& v, const std::optional<ScrubReco
       << (Get(f, "cache_limit") == "0" ? std::string("none") : HumanBytes(Get(f, "cache_limit")))
       << "; " << Get(f, "evicted") << " evicted, " << Get(f, "fetched") << " fetched\n";
   out << "under-replicated " << Get(f, "under_replicated") << " objects\n";
+  if (f.count("boxes")) {
+    out << "boxes       " << Get(f, "boxes") << " known, this box " << Get(f, "box") << " ("
+        << Get(f, "box_state") << ")\n";
+    RenderBoxes(Boxes(f), static_cast<std::int64_t>(std::time(nullptr)), out);
+  }
   const std::int64_t last = std::strtoll(Get(f, "last_scrub_unix").c_str(), nullptr, 10);
   if (last == 0) {
     out << "last scrub  never" << (Get(f, "scrubbing") == "yes" ? " (running)" : "") << "\n";
@@ -242,7 +315,17 @@ void RenderJson(const Fields& f, const Verdict& v, const std::optional<ScrubReco
     out << ",\"lies\":" << n.lies << "}";
     first = false;
   }
-  out << "},\"fields\":{";
+  out << "},\"boxes\":[";
+  first = true;
+  for (const BoxView& b : Boxes(f)) {
+    out << (first ? "" : ",") << "{\"id\":" << JsonString(b.id)
+        << ",\"state\":" << JsonString(b.state) << ",\"host\":" << JsonString(b.host)
+        << ",\"mountpoint\":" << JsonString(b.mountpoint)
+        << ",\"heartbeat_unix\":" << b.heartbeat_unix << ",\"caught_up_ms\":" << b.caught_up_ms
+        << ",\"self\":" << (b.self ? "true" : "false") << "}";
+    first = false;
+  }
+  out << "],\"fields\":{";
   first = true;
   for (const auto& [k, val] : f) {
     out << (first ? "" : ",") << JsonString(k) << ":" << value(val);

@@ -55,6 +55,17 @@ void RenderText(const Fields& f, const Verdict& v, const std::optional<ScrubReco
 void RenderJson(const Fields& f, const Verdict& v, const std::optional<ScrubRecord>& manual,
                 std::ostream& out);
 
+// The access boxes of the store, from the "box.<id>" fields (cofferfs with storage nodes).
+struct BoxView {
+  std::string id, state, host, mountpoint;
+  std::int64_t heartbeat_unix = 0;
+  std::int64_t caught_up_ms = 0;  // 0: never
+  bool self = false;
+};
+std::vector<BoxView> Boxes(const Fields& f);
+// A table of the boxes (for `cofferctl boxes` and status), ages relative to `now_unix`.
+void RenderBoxes(const std::vector<BoxView>& boxes, std::int64_t now_unix, std::ostream& out);
+
 // JSON string escaping (RFC 8259).
 std::string JsonString(const std::string& s);
 

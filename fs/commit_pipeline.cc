@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "fs/padding.h"
 #include "fs/records.pb.h"
 
 namespace coffer::fs {
@@ -207,15 +208,18 @@ CommitPipeline::Sealed CommitPipeline::Seal(const ChangeSet& cs) const {
     std::shared_ptr<const std::string> bytes;
     if (w.plaintext) {
       bytes = std::make_shared<const std::string>(
-          crypto::Seal(keys_, w.kind, w.id, epoch, w.version, *w.plaintext));
+          crypto::Seal(keys_, w.kind, w.id, epoch, w.version, *w.plaintext,
+                       PaddedSize(w.kind, w.plaintext->size())));
       s.rows.push_back(Mutation{w.table, w.key, std::nullopt, bytes});
       if (w.kind == crypto::ObjectKind::kChunk) s.chunks.push_back(w.id);
     } else {
       if (to_nodes) {  // a local store keeps no tombstones
         proto::Tombstone t;
         t.set_kind(static_cast<std::uint32_t>(w.kind));
-        bytes = std::make_shared<const std::string>(crypto::Seal(
-            keys_, crypto::ObjectKind::kTombstone, w.id, epoch, w.version, t.SerializeAsString()));
+        const std::string plain = t.SerializeAsString();
+        bytes = std::make_shared<const std::string>(
+            crypto::Seal(keys_, crypto::ObjectKind::kTombstone, w.id, epoch, w.version, plain,
+                         PaddedSize(crypto::ObjectKind::kTombstone, plain.size())));
       }
       s.rows.push_back(Mutation{w.table, w.key, std::nullopt});
     }

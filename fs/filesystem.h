@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "common/crypto.h"
+#include "fs/box_registry.h"
 #include "fs/chunk_store.h"
 #include "fs/commit_pipeline.h"
 #include "fs/ids.h"
@@ -81,8 +82,19 @@ struct Options {
   bool read_only = false;  // no writes at all, locally or to the nodes (no repair either)
   std::uint64_t cache_limit_bytes = 0;              // 0: keep every chunk locally
   std::chrono::seconds scrub_interval{3600};         // 0: no periodic scrub
-  std::chrono::milliseconds follow_interval{1000};   // reading the nodes' feeds
+  std::chrono::milliseconds follow_interval{500};    // reading the nodes' feeds
   std::chrono::milliseconds maintenance_interval{500};
+  // Several boxes: this box's record on the nodes is written at mount, every heartbeat and at
+  // unmount (not by a read-only mount). A box that has not caught up for longer than the
+  // tombstone grace no longer holds back the collection of deletes: it is marked LAPSED and must
+  // rebuild. The margin allows for the boxes' clocks differing.
+  std::chrono::seconds heartbeat_interval{30};
+  std::chrono::seconds tombstone_grace{7 * 24 * 3600};
+  std::chrono::milliseconds clock_margin{300000};
+  // Beyond the grace before another box is marked LAPSED: its own record lags its state by up
+  // to a heartbeat, so it is never marked while it still counts itself as caught up.
+  std::chrono::milliseconds lapse_slack{3600 * 1000};
+  std::string mountpoint;  // for the box record (what operators see in cofferctl boxes)
 };
 
 // Who is asking (from the FUSE request context).
@@ -112,6 +124,18 @@ struct DirEntryOut {
   // ReadDirPlus only: the entry's attributes (st_ino 0 for "." and "..": no lookup of those).
   struct stat attr {};
 };
+
+// A change of another box's that the kernel's caches must forget: a name in a directory
+// (ino == 0) or an inode's attributes, and with `data` its contents too.
+struct Invalidation {
+  std::uint64_t ino = 0;
+  bool data = false;
+  std::uint64_t parent = 0;
+  std::string name;
+};
+// Called with what records from the nodes changed, after they were applied, without the
+// filesystem lock held (the kernel may call back into the filesystem meanwhile).
+using Invalidator = std::function<void(const std::vector<Invalidation>&)>;
 
 class Filesystem {
  public:
@@ -191,9 +215,40 @@ class Filesystem {
   // bytes are written into STATE_DIR with the next local commit. Returns how many changed
   // something.
   std::size_t ApplyRemote(const std::vector<RemoteRecord>& records);
+  // Who tells the kernel what ApplyRemote changed (the FUSE glue, while mounted); nullptr: no
+  // one. Returns once no call of the previous invalidator is running.
+  void SetInvalidator(Invalidator fn);
   // Reads the nodes' feeds from the saved cursors (or every feed from its start) and applies
   // what is newer (see Recovery).
   CatchUpResult CatchUp(bool from_start = false);
+
+  // ---- Several boxes (filesystem_boxes.cc) ----
+  // Writes this box's record (state ACTIVE, or STOPPED at unmount) with its heartbeat and how far
+  // it caught up. Not on a read-only mount or without nodes.
+  void Heartbeat(bool stopping = false);
+  // Every box this one knows of (its own included), from the nodes' feeds.
+  std::vector<proto::BoxRecord> Boxes();
+  // Retires another box: it no longer holds back the collection of deletes, and it refuses to
+  // mount again with its STATE_DIR. EINVAL for this box, ENOENT for an unknown id, EBUSY for a
+  // box whose heartbeat is recent (unless `force`), EALREADY when already retired; otherwise the
+  // result of making the record durable. `message` says what happened.
+  int RetireBox(std::uint64_t box_id, bool force, std::string* message);
+  // For the collection of deletes: true when every box that counts has applied everything that
+  // was on the nodes at `t_ms` (this box: a complete catch-up that started after it; others:
+  // the same, as their records say, with the clock margin).
+  bool EveryBoxCaughtUpAfter(std::int64_t t_ms);
+  // Marks LAPSED the boxes that have not caught up within the tombstone grace (and an hour), and
+  // waits until the marks are durable. Returns false when they could not be made durable (then
+  // nothing may be collected past those boxes).
+  bool LapseStaleBoxes();
+  // When this box last completed a catch-up (ms since the epoch; 0: not since the mount).
+  std::int64_t caught_up_ms();
+  // Why this box no longer writes (retired or lapsed, as another box marked it), or "".
+  std::string stop_reason();
+  // Status fields of the boxes (leading space): " box=ID box_state=STATE boxes=N" and per box
+  // " box.ID=STATE,HEARTBEAT_UNIX,CAUGHT_UP_MS,HOST,MOUNTPOINT" (host and mountpoint
+  // percent-encoded).
+  std::string BoxFields();
 
   // Compares the tree with what the storage nodes hold (cofferctl verify). Only with nodes.
   VerifyReport Verify();
@@ -253,6 +308,16 @@ class Filesystem {
   // Clears setuid/setgid after a write or truncation by `ctx` (Linux's rule).
   void KillPriv(Inode* inode, const Context& ctx);
   void AddUndo(Undo undo);
+  // Box records: loads this STATE_DIR's; applies one from the nodes (under mu_); checks at
+  // mount whether this box was retired or lapsed (throws).
+  void LoadBoxes();
+  bool ApplyBoxRecord(const RemoteRecord& rec);
+  void CheckOwnRecord();
+  // Queues `rec` (version set here) for the next batch, with its local row.
+  void WriteBoxRecord(proto::BoxRecord rec);
+  // ApplyRemote under mu_; appends what the kernel must forget to `inval`.
+  std::size_t ApplyRemoteLocked(const std::vector<RemoteRecord>& records,
+                                std::vector<Invalidation>* inval);
   // Durability. `lock` is released while waiting and held again on return.
   int WaitDurable(std::unique_lock<std::mutex>& lock);
   // With `sync`: waits for a namespace change (link, rename, mkdir, symlink).
@@ -279,6 +344,8 @@ class Filesystem {
   std::unique_ptr<ChunkStore> chunks_;
   std::unique_ptr<CommitPipeline> pipeline_;
   std::unique_ptr<Maintenance> maintenance_;
+  std::mutex inval_mu_;  // guards invalidator_ and is held while it runs (never with mu_ held)
+  Invalidator invalidator_;
 
   std::mutex mu_;  // guards everything below (lock order: first)
   InodeTable table_;
@@ -293,6 +360,12 @@ class Filesystem {
   Batch local_rows_;        // rows for STATE_DIR only (records applied from the nodes, cursors)
   std::optional<RecordWrite> meta_write_;    // the store meta (initialisation, migration)
   std::vector<RecordWrite> legacy_deletes_;  // store format 1 directory entries (migration)
+  std::vector<RecordWrite> box_writes_;      // box records (heartbeats, retirements)
+  BoxRegistry boxes_;
+  std::int64_t started_unix_ = 0;
+  std::int64_t caught_up_ms_ = 0;  // start of the last complete catch-up
+  std::string stop_reason_;        // retired or lapsed: no more writes
+  bool registered_ = false;        // this mount wrote an ACTIVE record
   std::size_t pending_bytes_ = 0;  // plaintext in write buffers and new chunks not yet taken
   std::vector<Undo> undo_;  // namespace changes of batches not yet decided (degraded=fail)
   bool shut_down_ = false;

@@ -487,6 +487,22 @@ int ServeFuse(Filesystem* fs, PlayDead* play_dead, const MountOptions& options,
   if (fuse_session_mount(owner.se, options.mountpoint.c_str()) != 0)
     throw Error(EIO, "cannot mount on " + options.mountpoint);
   owner.mounted = true;
+  // Changes from other boxes: the kernel forgets the names and attributes (and contents) it
+  // cached, so that processes here see them at once rather than after entry/attr_timeout.
+  // Cleared (waiting for a running call) before the session goes.
+  struct InvalidatorGuard {
+    Filesystem* fs;
+    ~InvalidatorGuard() { fs->SetInvalidator(nullptr); }
+  } inval_guard{fs};
+  fs->SetInvalidator([se = owner.se](const std::vector<Invalidation>& changes) {
+    for (const Invalidation& c : changes) {
+      // -ENOENT: the kernel holds nothing of it. Other errors: it forgets at the timeouts.
+      if (c.ino)
+        fuse_lowlevel_notify_inval_inode(se, c.ino, c.data ? 0 : -1, 0);
+      else
+        fuse_lowlevel_notify_inval_entry(se, c.parent, c.name.data(), c.name.size());
+    }
+  });
   spdlog::info("mounted {} on {}", options.state_dir, options.mountpoint);
   on_mounted();
 

@@ -11,6 +11,7 @@ namespace coffer::fs {
 namespace {
 constexpr std::string_view kInodeTag = "coffer inode id v1";
 constexpr std::string_view kDirentTag = "coffer dirent id v1";
+constexpr std::string_view kBoxTag = "coffer box id v1";
 
 crypto::ObjectId Join(std::string_view head, std::string_view tail) {
   crypto::ObjectId id{};
@@ -30,6 +31,11 @@ crypto::ObjectId RecordIds::LegacyDirent(std::uint64_t parent, std::string_view 
   return Join(mac, crypto::KeyedHash(key_, kDirentTag, std::string_view(mac).substr(0, 8)));
 }
 
+crypto::ObjectId RecordIds::Box(std::uint64_t box_id) const {
+  const std::string mac = crypto::KeyedHash(key_, kBoxTag, BigEndian64(box_id));
+  return Join(mac, crypto::KeyedHash(key_, kBoxTag, std::string_view(mac).substr(0, 8)));
+}
+
 std::uint64_t RecordIds::InoOf(const crypto::ObjectId& id) {
   return FromBigEndian64(crypto::IdBytes(id));
 }
@@ -44,6 +50,7 @@ RecordIds::Kind RecordIds::Classify(const crypto::ObjectId& id) const {
   };
   if (tagged(kInodeTag)) return Kind::kInode;
   if (tagged(kDirentTag)) return Kind::kLegacyDirent;
+  if (tagged(kBoxTag)) return Kind::kBox;
   return Kind::kChunk;
 }
 

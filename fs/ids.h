@@ -5,7 +5,8 @@
 // inode number (8 bytes) followed by an 8-byte keyed tag, so that a box rebuilding from the nodes
 // tells records from chunks by id alone, without fetching them; to the nodes all ids look alike.
 // Stores of format 1 also have directory entry records, whose id is a keyed hash of (parent,
-// name) with a tag of its own. Keyed hashes go through the typed name key (common/crypto).
+// name) with a tag of its own. Each access box has a record (registration, heartbeat) whose id is
+// a keyed hash of its box id with a tag of its own. Keyed hashes go through the typed name key (common/crypto).
 //
 // Clock. Each tick is max(previous + 1, wall clock in ns), so versions of one box are unique and
 // increasing even when its clock jumps back; Observe() moves it past versions seen elsewhere.
@@ -27,11 +28,13 @@ class RecordIds {
   // `key` must outlive this object (it lives in the filesystem's keyring).
   explicit RecordIds(const crypto::NameKey& key) : key_(key) {}
 
-  enum class Kind { kMeta, kInode, kLegacyDirent, kChunk };
+  enum class Kind { kMeta, kInode, kLegacyDirent, kBox, kChunk };
 
   static crypto::ObjectId Meta() { return crypto::ObjectId{}; }
   crypto::ObjectId Inode(std::uint64_t ino) const;
   crypto::ObjectId LegacyDirent(std::uint64_t parent, std::string_view name) const;
+  // An access box's record: a keyed hash of its box id (the nodes do not learn box ids).
+  crypto::ObjectId Box(std::uint64_t box_id) const;
   // The inode number of an inode record id (meaningful only when Classify says kInode).
   static std::uint64_t InoOf(const crypto::ObjectId& id);
   Kind Classify(const crypto::ObjectId& id) const;

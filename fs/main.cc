@@ -60,7 +60,7 @@ int ExitCodeFor(int err) {
     case EACCES: case EPERM: case ENOKEY: return kExNoPerm;
     case EBUSY: case EAGAIN: return kExUnavailable;
     case EINVAL: return kExConfig;
-    case EBADMSG: return coffer::exits::kDataErr;
+    case EBADMSG: case ESTALE: return coffer::exits::kDataErr;
     case ENOSPC: case EROFS: return kExCantCreate;
     default: return kExIoErr;
   }
@@ -118,6 +118,10 @@ int Run(coffer::fs::MountOptions& opts, int status_fd, const coffer::log::Option
     fo.read_only = opts.read_only;
     fo.cache_limit_bytes = opts.cache_limit_mb << 20;
     fo.scrub_interval = std::chrono::seconds(opts.scrub_interval_s);
+    fo.follow_interval = std::chrono::milliseconds(opts.follow_interval_ms);
+    fo.heartbeat_interval = std::chrono::seconds(opts.heartbeat_s);
+    fo.tombstone_grace = std::chrono::seconds(opts.tombstone_grace_s);
+    fo.mountpoint = opts.mountpoint;
     std::unique_ptr<replicator::Backend> backend;
     if (opts.replicator.empty()) {
       spdlog::info("no storage nodes configured: local only (durable in {})", opts.state_dir);
@@ -190,6 +194,26 @@ int Run(coffer::fs::MountOptions& opts, int status_fd, const coffer::log::Option
           out += " | " + p;
         }
         return out;
+      }
+      if (line.rfind("retire-box ", 0) == 0) {
+        // "retire-box ID [force]"
+        std::string rest(line.substr(11));
+        bool force = false;
+        if (auto sp = rest.find(' '); sp != std::string::npos) {
+          force = rest.substr(sp + 1) == "force";
+          if (!force) return std::string("err usage: retire-box ID [force]");
+          rest.resize(sp);
+        }
+        char* end = nullptr;
+        errno = 0;
+        const unsigned long long id = std::strtoull(rest.c_str(), &end, 16);
+        if (rest.empty() || rest.size() > 16 || *end != '\0' || errno != 0 || id == 0)
+          return std::string("err retire-box: '" + rest + "' is not a box id (16 hex digits)");
+        std::string message;
+        const int rc = filesystem.RetireBox(id, force, &message);
+        if (rc == 0) return "ok " + message;
+        return "err " + std::string(rc == EBUSY ? "busy" : rc == ENOENT ? "unknown"
+                                    : rc == EALREADY ? "already" : "failed") + ": " + message;
       }
       if (line == "scrub") {
         if (!replicated) return std::string("err scrub needs storage nodes (local-only mount)");
@@ -274,7 +298,7 @@ int main(int argc, char** argv) {
       "keep_cache=0|1, readdirplus=0|1, max_threads=N, control_socket=PATH, log_level=LEVEL,\n"
       "log_syslog, ro, debug,\n"
       "replicator=FILE (storage nodes), degraded=fail|queue, cache_limit_mb=N, scrub_interval_s=N,\n"
-      "tombstone_grace_s=N, log_file=FILE, metrics_listen=HOST:PORT, nonempty.\n"
+      "tombstone_grace_s=N, follow_interval_ms=N, heartbeat_s=N, log_file=FILE, metrics_listen=HOST:PORT, nonempty.\n"
       "See cofferfs(8)."};
   fs::MountOptions opts;
   std::vector<std::string> o_strings;

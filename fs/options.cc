@@ -17,7 +17,7 @@ void ApplyConfig(const config::Config& cfg, MountOptions* out) {
                      "attr_timeout", "negative_timeout", "keep_cache", "readdirplus",
                      "max_threads",
                      "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
-                     "tombstone_grace_s"});
+                     "tombstone_grace_s", "follow_interval_ms", "heartbeat_s"});
   out->keyfile = cfg.String("keyfile", out->keyfile);
   out->passfile = cfg.String("passfile", out->passfile);
   out->control_socket = cfg.String("control_socket", out->control_socket);
@@ -46,6 +46,9 @@ void ApplyConfig(const config::Config& cfg, MountOptions* out) {
       cfg.Int("scrub_interval_s", out->scrub_interval_s, 0, 365 * 24 * 3600));
   out->tombstone_grace_s = static_cast<std::uint32_t>(
       cfg.Int("tombstone_grace_s", out->tombstone_grace_s, 0, 3650 * 24 * 3600));
+  out->follow_interval_ms = static_cast<std::uint32_t>(
+      cfg.Int("follow_interval_ms", out->follow_interval_ms, 50, 3600 * 1000));
+  out->heartbeat_s = static_cast<std::uint32_t>(cfg.Int("heartbeat_s", out->heartbeat_s, 1, 3600));
 }
 
 namespace {
@@ -156,6 +159,10 @@ void ApplyOptionStrings(const std::vector<std::string>& option_strings, MountOpt
     } else if (key == "tombstone_grace_s") {
       out->tombstone_grace_s =
           static_cast<std::uint32_t>(ParseDouble(key, value, 0, 3650.0 * 24 * 3600));
+    } else if (key == "follow_interval_ms") {
+      out->follow_interval_ms = static_cast<std::uint32_t>(ParseDouble(key, value, 50, 3600 * 1000));
+    } else if (key == "heartbeat_s") {
+      out->heartbeat_s = static_cast<std::uint32_t>(ParseDouble(key, value, 1, 3600));
     } else if (key == "debug") {
       out->debug = true;
       out->foreground = true;

@@ -41,6 +41,8 @@ struct MountOptions {
   std::uint64_t cache_limit_mb = 0;     // 0: keep every chunk locally
   std::uint32_t scrub_interval_s = 3600;
   std::uint32_t tombstone_grace_s = 7 * 24 * 3600;
+  std::uint32_t follow_interval_ms = 500;  // reading the nodes' feeds (other boxes' changes)
+  std::uint32_t heartbeat_s = 30;          // this box's record on the nodes
 };
 
 // Applies a config file's settings. Throws config::ConfigError naming file:line:key.
@@ -58,6 +60,6 @@ inline constexpr const char* kConfigKeys[] = {
     "metrics_listen", "nonempty", "allow_other", "sync",
     "commit_interval_ms", "entry_timeout", "attr_timeout", "negative_timeout", "keep_cache",
     "readdirplus", "max_threads", "replicator", "degraded", "cache_limit_mb", "scrub_interval_s",
-    "tombstone_grace_s"};
+    "tombstone_grace_s", "follow_interval_ms", "heartbeat_s"};
 
 }  // namespace coffer::fs

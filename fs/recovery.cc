@@ -24,6 +24,8 @@ Version FromProto(const proto::Version& v) { return Version{v.hlc(), v.box_id()}
 
 }  // namespace
 
+std::string BoxKey(std::uint64_t box_id) { return kBoxKeyPrefix + BigEndian64(box_id); }
+
 Recovery::Recovery(const crypto::Keyring& keys, const std::string& fingerprint,
                    LmdbStore& local, replicator::Backend* remote, const RecordIds& ids)
     : keys_(keys), fingerprint_(fingerprint), local_(local), remote_(remote), ids_(ids) {}
@@ -123,6 +125,9 @@ bool Recovery::Rebuild() {
         batch.push_back(Mutation{Table::kInodes, BigEndian64(rec.inode.ino()), rec.sealed});
         ++inodes;
         break;
+      case RecordIds::Kind::kBox:
+        batch.push_back(Mutation{Table::kMeta, BoxKey(rec.box.box_id()), rec.sealed});
+        break;
       case RecordIds::Kind::kLegacyDirent:
         batch.push_back(Mutation{Table::kDirents,
                                  BigEndian64(rec.dirent.parent()) + std::string(crypto::IdBytes(rec.id)),
@@ -153,7 +158,8 @@ bool Recovery::Rebuild() {
                                        store_meta.SerializeAsString())}});
   const double secs = std::chrono::duration<double>(Clock::now() - started).count();
   spdlog::info("rebuild: index rebuilt from the storage nodes in {:.1f} s: {} inodes{}; content "
-               "stays on the nodes until read (box id {:016x} replaces {:016x})",
+               "stays on the nodes until read; this box joins the store as box {:016x} (the "
+               "store was created by box {:016x})",
                secs, inodes,
                entries ? ", " + std::to_string(entries) + " directory entries of format 1" : "",
                new_box, old_box);
@@ -323,6 +329,11 @@ ChangesRead Recovery::ReadChanges(
         ok = opened->kind == crypto::ObjectKind::kInodeRecord &&
              rec.inode.ParseFromString(opened->plaintext) &&
              ids_.Inode(rec.inode.ino()) == rec.id;
+      } else if (ok && rec.kind == RecordIds::Kind::kBox) {
+        ok = opened->kind == crypto::ObjectKind::kBoxRecord &&
+             rec.box.ParseFromString(opened->plaintext) && ids_.Box(rec.box.box_id()) == rec.id &&
+             rec.box.version().hlc() == rec.version.hlc &&
+             rec.box.version().box_id() == rec.version.box_id;
       } else if (ok && rec.kind == RecordIds::Kind::kLegacyDirent) {
         ok = opened->kind == crypto::ObjectKind::kDirEntry &&
              rec.dirent.ParseFromString(opened->plaintext) &&
@@ -371,8 +382,9 @@ VerifyReport Recovery::Verify(const std::map<crypto::ObjectId, Expected>& expect
         return !c.tombstone && !c.refused;
       });
       const RecordIds::Kind kind = ids_.Classify(e.id);
+      // Box records are not part of the tree (other boxes' heartbeats move on all the time).
       if (any_live && kind != RecordIds::Kind::kChunk && kind != RecordIds::Kind::kLegacyDirent &&
-          !in_outbox(e.id)) {
+          kind != RecordIds::Kind::kBox && !in_outbox(e.id)) {
         to_check.push_back(std::move(e));
         to_check_expect.push_back(nullptr);
       }

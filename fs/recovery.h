@@ -47,6 +47,7 @@ struct RemoteRecord {
   std::string sealed;         // live: the bytes to keep in STATE_DIR
   proto::InodeRecord inode;   // kind kInode, live
   proto::DirEntry dirent;     // kind kLegacyDirent, live (store format 1)
+  proto::BoxRecord box;       // kind kBox, live
 };
 
 struct CatchUpResult {
@@ -148,5 +149,8 @@ inline constexpr const char* kMetaKey = "meta";
 inline constexpr const char* kFingerprintKey = "fingerprint";
 inline constexpr const char* kClockKey = "hlc";
 inline constexpr const char* kCursorsKey = "cursors";
+// Box records (Table::kMeta): this prefix and the box id (8 bytes, big-endian).
+inline constexpr const char* kBoxKeyPrefix = "box:";
+std::string BoxKey(std::uint64_t box_id);
 
 }  // namespace coffer::fs

@@ -42,6 +42,9 @@ const char* ToString(Verdict v);
 // kind with the claims. Called from the I/O thread and from Scrub(); must be thread-safe.
 using Verifier = std::function<Verdict(const Object& claimed)>;
 
+// Asked by Scrub before a tombstone is dropped from every node.
+using CollectGate = std::function<bool(const crypto::ObjectId& id, const Version& version)>;
+
 struct PutResult {
   // Per object of the batch, same order: true when W nodes acknowledged it.
   std::vector<bool> stored;
@@ -158,9 +161,11 @@ class Backend {
   // merged per id, from this thread.
   virtual FeedSummary ReadFeeds(const std::vector<std::uint64_t>& since,
                                 const std::function<void(Listed&&)>& fn) = 0;
-  // Re-replicates (and with `repair` false only reports); see Replicator::Scrub.
+  // Re-replicates (and with `repair` false only reports); see Replicator::Scrub. A tombstone
+  // that may be collected is collected only if `may_collect` (when given) agrees: the box knows
+  // whether every box that mounts the store has seen it.
   virtual ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress,
-                            bool repair) = 0;
+                            bool repair, const CollectGate& may_collect) = 0;
   // Per node the round trip, or nullopt when it did not answer within `timeout`.
   virtual std::vector<std::optional<std::chrono::microseconds>> PingAll(
       std::chrono::milliseconds timeout) = 0;

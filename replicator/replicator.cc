@@ -1092,7 +1092,7 @@ GetResult Replicator::Resolve(const Listed& listed) {
 // Scrub
 
 ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress,
-                              bool repair) {
+                              bool repair, const CollectGate& gate) {
   ScrubReport report;
   const std::size_t n = options_.nodes.size();
   std::vector<Listed> all;
@@ -1109,7 +1109,9 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
   auto last_progress = Clock::now();
   const auto grace_ns = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(options_.tombstone_grace).count());
-  auto old_enough = [&](const Version& v) { return v.hlc + grace_ns < WallNs(); };
+  auto old_enough = [&](const crypto::ObjectId& id, const Version& v) {
+    return v.hlc + grace_ns < WallNs() && (!gate || gate(id, v));
+  };
   auto send_and_wait = [&](std::vector<std::pair<std::size_t, wire::Request>> requests,
                            std::chrono::milliseconds timeout) {
     std::vector<std::pair<std::size_t, std::future<CallResult>>> calls;
@@ -1170,8 +1172,8 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
       if (!is_replica(c.node)) extra_holders = true;
     }
     if (any_unreachable) ++report.unreachable;
-    const bool may_collect = options_.collect_tombstones && top.tombstone && all_reachable &&
-                             old_enough(top.version);
+    const bool collectable = options_.collect_tombstones && top.tombstone && all_reachable &&
+                             old_enough(listed.id, top.version);
     auto tick = [&] {
       ++done_count;
       if (progress && Clock::now() - last_progress > std::chrono::milliseconds(200)) {
@@ -1181,7 +1183,7 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
     };
     // Every replica lists the same newest version with the same bytes and nothing else is to be
     // done: no copy is fetched and nothing is written, so no claim is spread or acted on.
-    if (agreed && !extra_holders && !may_collect) {
+    if (agreed && !extra_holders && !collectable) {
       tick();
       continue;
     }
@@ -1191,7 +1193,7 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
     // of a delete that no node contradicts.
     const bool unsealed_top = top.tombstone && top.digest.empty();
     if (unsealed_top && agreed) {
-      if (repair && may_collect && !extra_holders) {
+      if (repair && collectable && !extra_holders) {
         const auto holders = claimants(listed);
         if (drop_from(id_bytes, holders, top.version) == holders.size()) ++report.collected;
       }
@@ -1277,7 +1279,7 @@ ScrubReport Replicator::Scrub(const std::function<void(std::uint64_t, std::uint6
     // Every replica's copy is fetched and authenticated first: a claim alone is not enough to
     // delete the last record of a delete.
     if (options_.collect_tombstones && good.tombstone && all_reachable &&
-        confirmed == replicas.size() && old_enough(good.version)) {
+        confirmed == replicas.size() && old_enough(listed.id, good.version)) {
       std::vector<std::pair<std::size_t, wire::Request>> gets;
       for (std::size_t node : replicas) {
         wire::Request req;

@@ -154,8 +154,12 @@ class Replicator : public Backend {
   // `repair` false: only report (a scrub without the key cannot authenticate anything, so it
   // must not write what it found).
   ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress,
-                    bool repair) override;
-  ScrubReport Scrub() { return Scrub({}, true); }
+                    bool repair, const CollectGate& may_collect) override;
+  ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress,
+                    bool repair) {
+    return Scrub(progress, repair, {});
+  }
+  ScrubReport Scrub() { return Scrub({}, true, {}); }
 
   ReplicatorStats stats() const override;
 

@@ -419,8 +419,8 @@ TEST(ObjectIdTest, HexRoundTripAndRejects) {
 
 TEST(ObjectKindTest, ValidKinds) {
   EXPECT_FALSE(IsValidKind(0));
-  for (std::uint32_t k = 1; k <= 5; ++k) EXPECT_TRUE(IsValidKind(k));
-  EXPECT_FALSE(IsValidKind(6));
+  for (std::uint32_t k = 1; k <= 6; ++k) EXPECT_TRUE(IsValidKind(k));
+  EXPECT_FALSE(IsValidKind(7));
   EXPECT_FALSE(IsValidKind(0xffffffffu));
   // Frozen values (crypto.h: never renumber).
   EXPECT_EQ(static_cast<int>(ObjectKind::kChunk), 1);
@@ -622,7 +622,7 @@ TEST_F(SealTest, SealRefusesUnknownEpochAndInvalidKind) {
     EXPECT_EQ(e.err(), EINVAL);
   }
   EXPECT_THROW(Seal(ring_, static_cast<ObjectKind>(0), id_, 1, kV, "x"), Error);
-  EXPECT_THROW(Seal(ring_, static_cast<ObjectKind>(6), id_, 1, kV, "x"), Error);
+  EXPECT_THROW(Seal(ring_, static_cast<ObjectKind>(7), id_, 1, kV, "x"), Error);
   EXPECT_THROW(Seal(Keyring(), ObjectKind::kChunk, id_, 1, kV, "x"), Error);
 }
 

@@ -161,7 +161,7 @@ class FakeBackend : public replicator::Backend {
     return replicator::FeedSummary{{true}, {last}, {false}};
   }
   replicator::ScrubReport Scrub(const std::function<void(std::uint64_t, std::uint64_t)>&,
-                                bool) override {
+                                bool, const replicator::CollectGate&) override {
     return {};
   }
   std::vector<std::optional<std::chrono::microseconds>> PingAll(
