@@ -305,6 +305,20 @@ class BoxesTestCase(unittest.TestCase):
         finally:
             self.unmount(fresh)
 
+    def boxes(self, m):
+        """`cofferctl boxes` through box m: {box id: (state, host:mount point)} and m's id."""
+        r = ctl("boxes", m.mnt)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        out, me = {}, None
+        for ln in r.stdout.splitlines():
+            f = re.match(r"\s+([0-9a-f]{16})\s+(\w+)\s+([^,]*),", ln)
+            if f:
+                out[f.group(1)] = (f.group(2), f.group(3))
+                if "(this box)" in ln:
+                    me = f.group(1)
+        self.assertIsNotNone(me, r.stdout)
+        return out, me
+
     def verify_clean(self, m):
         r = ctl("verify", m.mnt, timeout=120)
         self.assertEqual(r.returncode, 0, "verify on box %s: %s" % (m.box, r.stdout + r.stderr))
@@ -942,6 +956,7 @@ class CrashTest(BoxesTestCase):
         b = self.mount("B")
         md_a = maildir(a.mnt)
         md_b = os.path.join(b.mnt, "alice")
+        _, id_b = self.boxes(b)
         want = {}
         for i in range(self.MESSAGES):
             name = "17100%05d.M%dP2.crash" % (i, i)
@@ -1001,6 +1016,10 @@ class CrashTest(BoxesTestCase):
 
         b = self.mount("B")
         md_b = os.path.join(b.mnt, "alice")
+        # the same box again (its STATE_DIR keeps its id), not a new one
+        seen, me = self.boxes(b)
+        self.assertEqual(me, id_b)
+        self.assertEqual(len(seen), 2, seen)
         self.wait_outbox_empty(b)
         tree = self.converge([md_a, md_b])
         units = {k.split("/", 1)[1].split(":", 1)[0] for k in tree}
@@ -1207,6 +1226,15 @@ class SecondBoxTest(BoxesTestCase):
             self.wait_outbox_empty(m)
         for m in (a, b):
             self.verify_clean(m)
+        # both boxes are registered, each seen by the other, with its own mount point
+        seen_a, id_a = self.boxes(a)
+        seen_b, id_b = self.boxes(b)
+        self.assertNotEqual(id_a, id_b)
+        self.assertEqual(sorted(seen_a), sorted([id_a, id_b]))
+        self.assertEqual(sorted(seen_b), sorted([id_a, id_b]))
+        self.assertEqual(seen_a[id_b][0], "ACTIVE")
+        self.assertTrue(seen_a[id_b][1].endswith(":" + b.mnt), seen_a[id_b])
+        self.assertTrue(seen_b[id_a][1].endswith(":" + a.mnt), seen_b[id_a])
 
 
 if __name__ == "__main__":
