@@ -2,9 +2,9 @@
 """Several access boxes mounting one store at once (suite 'mount'): what a site with two or three
 boxes in front of the same storage nodes sees (DESIGN.md "Several access boxes").
 
-Each box is a cofferfs mount with its own STATE_DIR, its own CURVE key pair and its own
-replicator.toml (a different box_id), the same key file and the same three coffer-node processes
-(R=3, W=2), as README "Adding a box" sets one up.
+Each box is a cofferfs mount with its own STATE_DIR, its own CURVE key pair on the nodes' allow
+list and its own replicator.toml, the same key file and the same three coffer-node processes
+(R=3, W=2), as README "Adding a box" sets one up (the box id is the one each STATE_DIR chose).
 
   PostfixPop3Test   Postfix virtual(8) delivers through box A while coffer-pop3d on box B
                     retrieves (RETR moves new/ -> cur/) and deletes (DELE+QUIT). Propagation
@@ -21,18 +21,21 @@ replicator.toml (a different box_id), the same key file and the same three coffe
                     POP3 on B); both boxes create a new user's Maildir for a first message at
                     once; A deletes a message B has open or still lists.
   CrashTest         box B is killed -9 while box A deletes many messages; B remounted on the
-                    same STATE_DIR neither brings back a deleted message nor misses a delete,
-                    and its own writes work afterwards.
+                    same STATE_DIR comes back as the same box (cofferctl boxes), neither
+                    brings back a deleted message nor misses a delete, and its own writes
+                    work afterwards.
   NodeFaultTest     both boxes deliver (tmp/ -> new/ by rename, 4 threads each) while a node is
                     killed -9 and another plays dead; no acknowledged message is lost on either
                     box or on a new box rebuilt from the nodes.
   SecondBoxTest     a second box mounts with an empty STATE_DIR while the first one is mounted
-                    and delivering; both see each other's new files; cofferctl verify is clean
-                    on both.
+                    and delivering; both see each other's new files and moves; cofferctl
+                    verify is clean on both; cofferctl boxes lists both, with mount points.
 
 Everything on 127.0.0.1, stopped by PID. Needs root, /dev/fuse, Postfix (scripts/setup.sh).
-Figures are printed as "propagation A->B p50=0.62s p99=1.10s n=200"; COFFER_BOXES_P99_S (3.0)
-is the bound on p99.
+Figures are printed as "propagation A->B ... p50=0.62s p99=1.10s max=... n=200".
+Environment: COFFER_BOXES_P99_S (3.0, the bound on p99), COFFER_BOXES_MESSAGES (200, through
+Postfix), COFFER_BOXES_STORM_DELETES (0.01, the share of storm steps that delete),
+COFFER_BOXES_KEEP=1 (keep the temp dir of a failed test to look at).
 """
 import errno
 import hashlib
