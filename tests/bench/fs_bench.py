@@ -80,23 +80,31 @@ def free_ports(n):
 
 class Cluster:
     """Three coffer-node processes on 127.0.0.1 with CURVE keys and an allow list, and the
-    replicator config (R=3, W=2) that a cofferfs mount uses to reach them. Stopped by PID."""
+    replicator config (R=3, W=2) that a cofferfs mount uses to reach them. Stopped by PID.
+    With boxes=N, N boxes each get a key pair on the allow list and a replicator config of
+    their own (box_configs[i], box_id i+1; replicator_toml is the first)."""
 
-    def __init__(self, work, node_bin, keytool, ctl, count=3):
+    def __init__(self, work, node_bin, keytool, ctl, count=3, boxes=1):
         self.dir = work
         self.node_bin, self.keytool, self.ctl, self.count = node_bin, keytool, ctl, count
         self.procs = []
         self.replicator_toml = os.path.join(work, "replicator.toml")
+        self.box_configs = [self.replicator_toml] + [
+            os.path.join(work, "replicator-%d.toml" % (i + 1)) for i in range(1, boxes)]
 
     def start(self):
         keys = os.path.join(self.dir, "keys")
         os.makedirs(keys, mode=0o700)
         names = ["n%d" % (i + 1) for i in range(self.count)]
-        for who in names + ["box", "admin"]:
+        boxes = ["box"] + ["box%d" % (i + 1) for i in range(1, len(self.box_configs))]
+        for who in names + boxes + ["admin"]:
             subprocess.run([self.keytool, "curve-keygen", "--out", os.path.join(keys, who)],
                            check=True, stdout=subprocess.DEVNULL)
         allowed = os.path.join(keys, "allowed_boxes")
-        shutil.copyfile(os.path.join(keys, "box.key"), allowed)
+        with open(allowed, "w") as out:
+            for b in boxes:
+                with open(os.path.join(keys, b + ".key")) as k:
+                    out.write(k.read())
         ports = free_ports(self.count)
         rep = ["box_id = 1", 'secret_key_file = "%s"' % os.path.join(keys, "box.key_secret"),
                "replicas = 3", "write_quorum = 2"]
@@ -119,6 +127,11 @@ class Cluster:
                         'public_key_file = "%s"' % os.path.join(keys, name + ".key")]
             with open(self.replicator_toml, "w") as f:
                 f.write("\n".join(rep) + "\n")
+            for i, (b, conf) in enumerate(zip(boxes[1:], self.box_configs[1:]), 2):
+                with open(conf, "w") as f:
+                    f.write("\n".join(["box_id = %d" % i, 'secret_key_file = "%s"'
+                                       % os.path.join(keys, b + ".key_secret")] + rep[2:])
+                            + "\n")
             for name, port, proc in zip(names, ports, self.procs):
                 self._wait_up(name, port, proc)
         except BaseException:
