@@ -19,8 +19,8 @@
 // While held, Renew() rewrites the lease with a new end every duration/3 (the server's timer);
 // a renewal that finds another holder's lease, or one that cannot be made before our own
 // lease ends, marks the lease lost, and a lost lease deletes nothing (Maildrop::Delete asks
-// Verify() first and Keep() between unlinks). Release() removes the file only if it still
-// names us (a lease that lost a race is rewritten as given up instead, see Defuse()). A lease
+// Verify() first and Keep() between unlinks). Release() rewrites our file as given up
+// ("expires 0", see Defuse()) and removes the lease file only if it still names us. A lease
 // that ended (a crashed box) is taken over like a missing one. A lease file that does not
 // parse (it is data on a shared store that users can write) is treated as ended, logged, and
 // never trusted.
@@ -150,10 +150,11 @@ class Lease {
   // Before changing the maildrop: Keep(), and the file still names us (read again). A read
   // that fails leaves the answer to the clock (the lease has not ended).
   bool Verify();
-  // Removes the lease file if it still names us (and our temp file). Idempotent; never
-  // throws. A renewal after it does nothing. (Between the read and the unlink another box may
-  // replace the file; it can only do so once our lease ended, and it then finds its lease gone
-  // when it confirms or renews: that box refuses, nothing is deleted twice.)
+  // Rewrites the file we published as given up (see Defuse()), then removes the lease file if
+  // it still names us, and our temp file. Idempotent; never throws. A renewal after it does
+  // nothing. (Between the read and the unlink another box may replace the file; it can only do
+  // so once our lease ended, and it then finds its lease gone when it confirms or renews: that
+  // box refuses, nothing is deleted twice.)
   void Release() noexcept;
 
   bool held() const noexcept { return state_.load() == State::kHeld; }
@@ -186,10 +187,10 @@ class Lease {
   // Renames the temp file over the lease, keeps `written` as published_, and fsyncs the
   // directory. Throws.
   void Publish(UniqueFd written);
-  // Rewrites the lease we published, through published_, as given up (expires 0). For a lease
-  // that lost: cofferfs keeps the loser of two links that claim one name at once (hidden, the
-  // older link keeps the name) and gives it the name when the winner's goes; it must then not
-  // look like a live lease. Never throws (logs).
+  // Rewrites the lease we published, through published_, as given up (expires 0), wherever
+  // that file is now. For a lease that lost a race: cofferfs keeps the loser of two links that
+  // claim one name at once (hidden: the older link keeps the name) and gives it the name when
+  // the winner's goes; it must then not look like a live lease. Never throws (logs).
   void Defuse() noexcept;
   void RemoveTemp() noexcept;
   bool RenewLocked();
