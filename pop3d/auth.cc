@@ -207,29 +207,49 @@ LoginResult Authenticator::Login(const std::string& user, const std::string& pas
       if (last_login_.size() > 100000) last_login_.clear();
     }
     std::string path = ExpandMailLocation(options_.mail_location, user, record->home);
-    auto opened = Maildrop::Open(path, options_.maildrop, &sizes_);
-    switch (opened.status) {
-      case OpenStatus::kOk:
-        result.status = LoginStatus::kOk;
-        result.maildrop = std::move(opened.maildrop);
-        break;
-      case OpenStatus::kInUse:
-        result.status = LoginStatus::kInUse;
-        break;
-      case OpenStatus::kError: {
-        spdlog::error("user {}: cannot open maildrop: {}", user, opened.error);
-        int e = opened.err;
-        bool permanent = e == EACCES || e == EPERM || e == ENOTDIR || e == EFBIG ||
-                         e == ELOOP || e == ENAMETOOLONG || e == EROFS;
-        result.status = permanent ? LoginStatus::kPermFail : LoginStatus::kTempFail;
-        break;
-      }
-    }
+    TakeOpened(Maildrop::Open(path, options_.maildrop, &sizes_), &result);
   } catch (const std::exception& e) {
     spdlog::error("user {}: login failed: {}", user, e.what());
     result.status = LoginStatus::kTempFail;
   }
   return result;
+}
+
+LoginResult Authenticator::FinishLogin(LoginResult pending) {
+  if (pending.status != LoginStatus::kSettling) return pending;
+  LoginResult result;
+  result.user = pending.user;
+  try {
+    TakeOpened(Maildrop::Settle(std::move(pending.maildrop), &sizes_), &result);
+  } catch (const std::exception& e) {
+    spdlog::error("user {}: login failed: {}", result.user, e.what());
+    result.status = LoginStatus::kTempFail;
+  }
+  return result;
+}
+
+void Authenticator::TakeOpened(Maildrop::OpenResult opened, LoginResult* result) {
+  switch (opened.status) {
+    case OpenStatus::kOk:
+      result->status = LoginStatus::kOk;
+      result->maildrop = std::move(opened.maildrop);
+      return;
+    case OpenStatus::kSettling:
+      result->status = LoginStatus::kSettling;
+      result->maildrop = std::move(opened.maildrop);
+      result->settle_until = opened.settle_until;
+      return;
+    case OpenStatus::kInUse:
+      result->status = LoginStatus::kInUse;
+      return;
+    case OpenStatus::kError:
+      break;
+  }
+  spdlog::error("user {}: cannot open maildrop: {}", result->user, opened.error);
+  int e = opened.err;
+  bool permanent = e == EACCES || e == EPERM || e == ENOTDIR || e == EFBIG || e == ELOOP ||
+                   e == ENAMETOOLONG || e == EROFS;
+  result->status = permanent ? LoginStatus::kPermFail : LoginStatus::kTempFail;
 }
 
 }  // namespace coffer::pop3d

@@ -70,12 +70,14 @@ enum class LoginStatus {
   kLoginDelay,      // -ERR [LOGIN-DELAY]
   kTempFail,        // -ERR [SYS/TEMP]
   kPermFail,        // -ERR [SYS/PERM]: the maildrop cannot be used until an admin acts
+  kSettling,        // pop3.shared_store: wait until settle_until, then FinishLogin()
 };
 
 struct LoginResult {
   LoginStatus status = LoginStatus::kTempFail;
   std::string user;
-  std::unique_ptr<Maildrop> maildrop;
+  std::unique_ptr<Maildrop> maildrop;                    // kOk; kSettling: not yet scanned
+  std::chrono::steady_clock::time_point settle_until{};  // kSettling
 };
 
 struct AuthOptions {
@@ -89,10 +91,19 @@ class Authenticator {
  public:
   explicit Authenticator(AuthOptions options);
   // Checks the credentials and opens the maildrop. Blocking; thread-safe; never throws.
+  // With maildrop.shared_store a login that may proceed answers kSettling: the caller waits
+  // (without holding a thread) until settle_until and passes the result to FinishLogin().
   LoginResult Login(const std::string& user, const std::string& password);
+  // Confirms the lease of a kSettling login and scans the maildrop: kOk, kInUse (another box
+  // won), kTempFail or kPermFail. Any other result is returned unchanged. Blocking;
+  // thread-safe; never throws.
+  LoginResult FinishLogin(LoginResult pending);
   const AuthOptions& options() const noexcept { return options_; }
 
  private:
+  // Turns an Open() or Settle() answer into the login's.
+  void TakeOpened(Maildrop::OpenResult opened, LoginResult* result);
+
   AuthOptions options_;
   PasswdFile passwd_;
   SizeCache sizes_;

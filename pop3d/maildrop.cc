@@ -174,7 +174,11 @@ Maildrop::Maildrop(std::string path, std::string lock_key, MaildropOptions optio
                    MaildropLocks& locks)
     : path_(std::move(path)), lock_key_(std::move(lock_key)), options_(options), locks_(locks) {}
 
-Maildrop::~Maildrop() { locks_.Unlock(lock_key_); }
+Maildrop::~Maildrop() {
+  // The lease first: another session of this box must not start while the file still names us.
+  if (lease_) lease_->Release();
+  locks_.Unlock(lock_key_);
+}
 
 Maildrop::OpenResult Maildrop::Open(const std::string& path, const MaildropOptions& options,
                                     SizeCache* sizes, MaildropLocks& locks) {
@@ -205,9 +209,64 @@ Maildrop::OpenResult Maildrop::Open(const std::string& path, const MaildropOptio
       return result;
     }
     std::unique_ptr<Maildrop> drop(new Maildrop(path, key, options, locks));
+    if (options.shared_store) {
+      drop->lease_ = std::make_shared<Lease>(
+          key, options.lease, options.lease_clock ? *options.lease_clock : LeaseClock::Real());
+      Lease::Result begun = drop->lease_->Begin();
+      switch (begun.outcome) {
+        case Lease::Outcome::kSettling:
+          result.status = OpenStatus::kSettling;
+          result.settle_until = begun.settle_until;
+          result.maildrop = std::move(drop);
+          return result;
+        case Lease::Outcome::kInUse:
+          spdlog::info("maildrop {}: in use on another box: {}", path, begun.detail);
+          result.status = OpenStatus::kInUse;
+          return result;
+        case Lease::Outcome::kHeld:
+        case Lease::Outcome::kError:
+          break;
+      }
+      throw Error(begun.err ? begun.err : EIO,
+                  "lease " + drop->lease_->path() + ": " + begun.detail);
+    }
     drop->Scan(sizes);
     result.maildrop = std::move(drop);
     result.status = OpenStatus::kOk;
+  } catch (const Error& e) {
+    result.status = OpenStatus::kError;
+    result.error = e.what();
+    result.err = e.err();
+  } catch (const std::exception& e) {
+    result.status = OpenStatus::kError;
+    result.error = e.what();
+    result.err = EIO;
+  }
+  return result;
+}
+
+Maildrop::OpenResult Maildrop::Settle(std::unique_ptr<Maildrop> pending, SizeCache* sizes) {
+  OpenResult result;
+  try {
+    if (!pending || !pending->lease_) throw Error(EINVAL, "no maildrop is settling");
+    Lease::Result confirmed = pending->lease_->Confirm();
+    switch (confirmed.outcome) {
+      case Lease::Outcome::kHeld:
+        pending->Scan(sizes);
+        result.maildrop = std::move(pending);
+        result.status = OpenStatus::kOk;
+        return result;
+      case Lease::Outcome::kInUse:
+        spdlog::info("maildrop {}: another box won the lease: {}", pending->path_,
+                     confirmed.detail);
+        result.status = OpenStatus::kInUse;
+        return result;
+      case Lease::Outcome::kSettling:
+      case Lease::Outcome::kError:
+        break;
+    }
+    throw Error(confirmed.err ? confirmed.err : EIO,
+                "lease " + pending->lease_->path() + ": " + confirmed.detail);
   } catch (const Error& e) {
     result.status = OpenStatus::kError;
     result.error = e.what();
@@ -356,9 +415,24 @@ void Maildrop::MarkSeen(std::size_t index) {
   }
 }
 
-std::size_t Maildrop::Delete(const std::vector<std::size_t>& indexes) {
-  std::size_t failed = 0;
+DeleteResult Maildrop::Delete(const std::vector<std::size_t>& indexes) {
+  DeleteResult result;
+  if (indexes.empty()) return result;
+  if (lease_ && !lease_->Verify()) {
+    spdlog::warn("maildrop {}: the lease is lost: none of {} deleted messages removed", path_,
+                 indexes.size());
+    result.failed = indexes.size();
+    result.lease_lost = true;
+    return result;
+  }
   for (std::size_t index : indexes) {
+    if (lease_ && !lease_->Keep()) {
+      result.lease_lost = true;
+      result.failed = indexes.size() - result.removed;
+      spdlog::warn("maildrop {}: the lease was lost while deleting: {} of {} messages removed",
+                   path_, result.removed, indexes.size());
+      break;
+    }
     bool done = false;
     for (int attempt = 0; attempt < 2 && !done; ++attempt) {
       const MessageInfo& info = messages_.at(index);
@@ -372,13 +446,15 @@ std::size_t Maildrop::Delete(const std::vector<std::size_t>& indexes) {
         done = true;  // already gone
       }
     }
-    if (!done) ++failed;
+    if (done) {
+      ++result.removed;
+    } else {
+      ++result.failed;
+    }
   }
-  if (!indexes.empty()) {
-    SyncDir(path_ + "/cur");
-    SyncDir(path_ + "/new");
-  }
-  return failed;
+  SyncDir(path_ + "/cur");
+  SyncDir(path_ + "/new");
+  return result;
 }
 
 }  // namespace coffer::pop3d

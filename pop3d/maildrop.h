@@ -7,12 +7,16 @@
 // else (an IMAP server setting flags) is found again by its unique name.
 //
 // One session per maildrop at a time: Open() takes a process-wide lock on the Maildir's real
-// path and the Maildrop releases it when destroyed.
+// path and the Maildrop releases it when destroyed. With `shared_store` (other boxes serve the
+// same Maildir) the session also needs the Maildir's lease (lease.h): Open() begins it and
+// answers kSettling, and Settle() (after the settle time) confirms it and scans; Delete() then
+// removes nothing once the lease is lost.
 #pragma once
 
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -24,6 +28,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "pop3d/lease.h"
 
 namespace coffer::pop3d {
 
@@ -37,6 +42,9 @@ struct MaildropOptions {
   bool mark_seen = true;         // RETR moves new/ -> cur/ and sets the S flag
   bool create = true;            // create a missing Maildir (new/ cur/ tmp/)
   std::size_t max_messages = 1000000;
+  bool shared_store = false;          // other boxes serve this Maildir too: hold its lease
+  LeaseOptions lease;                 // with shared_store
+  LeaseClock* lease_clock = nullptr;  // tests; null: the real clocks
 };
 
 struct MessageInfo {
@@ -83,7 +91,19 @@ class MaildropLocks {
   std::set<std::string> held_;  // guarded by mutex_
 };
 
-enum class OpenStatus { kOk, kInUse, kError };
+enum class OpenStatus {
+  kOk,
+  kInUse,
+  kError,
+  kSettling,  // shared_store: our lease is written; call Settle() at settle_until
+};
+
+// What Delete() did.
+struct DeleteResult {
+  std::size_t removed = 0;  // unlinked, or already gone
+  std::size_t failed = 0;   // still there
+  bool lease_lost = false;  // shared_store: stopped (or never started) because the lease is lost
+};
 
 class Maildrop {
  public:
@@ -92,12 +112,18 @@ class Maildrop {
     std::unique_ptr<Maildrop> maildrop;
     std::string error;  // for logs (never sent to clients verbatim)
     int err = 0;        // errno of a kError (EACCES, ENOENT, ...)
+    std::chrono::steady_clock::time_point settle_until{};  // kSettling (by the lease's clock)
   };
 
   // Locks and scans the Maildir at `path`. Never throws: I/O errors are kError.
-  // `sizes` may be null (no caching); it must outlive the call.
+  // `sizes` may be null (no caching); it must outlive the call. With options.shared_store the
+  // answer is kSettling (a maildrop, not yet scanned, that holds the local lock and a written
+  // lease), kInUse or kError.
   static OpenResult Open(const std::string& path, const MaildropOptions& options,
                          SizeCache* sizes, MaildropLocks& locks = MaildropLocks::Global());
+  // Finishes a kSettling Open(), no earlier than its settle_until: confirms the lease and scans.
+  // kOk, kInUse (another box won the lease) or kError. Never throws.
+  static OpenResult Settle(std::unique_ptr<Maildrop> pending, SizeCache* sizes);
 
   ~Maildrop();
   Maildrop(const Maildrop&) = delete;
@@ -115,9 +141,15 @@ class Maildrop {
   // is on. Best effort: a failed rename is logged, never fatal.
   void MarkSeen(std::size_t index);
 
-  // UPDATE state: unlinks the given messages and syncs the directories. Returns how many could
-  // not be removed (0 on success). A message that is already gone counts as removed.
-  std::size_t Delete(const std::vector<std::size_t>& indexes);
+  // UPDATE state: unlinks the given messages and syncs the directories. A message that is
+  // already gone counts as removed. With a lease, nothing is unlinked unless Lease::Verify()
+  // says it is still ours, and unlinking stops if Lease::Keep() says it was lost meanwhile.
+  DeleteResult Delete(const std::vector<std::size_t>& indexes);
+
+  // shared_store: the lease (for the server's renewal timer); null otherwise.
+  const std::shared_ptr<Lease>& lease() const noexcept { return lease_; }
+  // The lease is known to be lost: the session must end without deleting. No I/O.
+  bool lease_lost() const noexcept { return lease_ && lease_->lost(); }
 
  private:
   Maildrop(std::string path, std::string lock_key, MaildropOptions options,
@@ -130,6 +162,7 @@ class Maildrop {
   std::string lock_key_;
   MaildropOptions options_;
   MaildropLocks& locks_;
+  std::shared_ptr<Lease> lease_;  // shared_store; the server's renewal timer shares it
   std::vector<MessageInfo> messages_;
 };
 

@@ -269,6 +269,14 @@ int main(int argc, char** argv) {
           spdlog::warn("reload: listen, server.user, mail_location, control_socket or "
                        "metrics.listen changed: needs a restart");
         }
+        const pop3d::MaildropOptions& was = options.auth.maildrop;
+        const pop3d::MaildropOptions& now = next.auth.maildrop;
+        if (now.shared_store != was.shared_store || now.lease.duration != was.lease.duration ||
+            now.lease.settle != was.lease.settle) {
+          spdlog::warn(
+              "reload: pop3.shared_store, pop3.lease_s or pop3.lease_settle_ms "
+              "changed: needs a restart");
+        }
         for (const auto& c : changes) spdlog::info("reload: {}", c);
       } catch (const std::exception& e) {
         spdlog::error("reload failed, keeping the running settings: {}", e.what());

@@ -42,7 +42,8 @@ ServerOptions LoadServerOptions(const config::Config& c) {
                    "limits.max_line_length", "limits.max_bad_commands",
                    "limits.max_failed_logins", "pop3.uidl", "pop3.mark_seen",
                    "pop3.login_delay", "pop3.expire", "pop3.implementation",
-                   "pop3.create_maildir", "log.level", "log.syslog", "log.file",
+                   "pop3.create_maildir", "pop3.shared_store", "pop3.lease_s",
+                   "pop3.lease_settle_ms", "log.level", "log.syslog", "log.file",
                    "metrics.listen"});
   ServerOptions o;
   for (const auto& s : c.StringArray("listen.plain", {"127.0.0.1:110"})) {
@@ -83,6 +84,16 @@ ServerOptions LoadServerOptions(const config::Config& c) {
   }
   o.auth.maildrop.mark_seen = c.Bool("pop3.mark_seen", true);
   o.auth.maildrop.create = c.Bool("pop3.create_maildir", true);
+  o.auth.maildrop.shared_store = c.Bool("pop3.shared_store", false);
+  o.auth.maildrop.lease.duration =
+      std::chrono::seconds(c.Int("pop3.lease_s", 60, 5, Lease::kMaxDuration.count()));
+  o.auth.maildrop.lease.settle =
+      std::chrono::milliseconds(c.Int("pop3.lease_settle_ms", 3000, 100, 60000));
+  if (o.auth.maildrop.lease.duration < 4 * o.auth.maildrop.lease.settle) {
+    c.Fail("pop3.lease_s",
+           "must be at least 4 times pop3.lease_settle_ms (a renewal every "
+           "lease_s/3 must end well before the lease does)");
+  }
   o.session.login_delay_s = c.Int("pop3.login_delay", 0, 0, 86400 * 365);
   o.auth.login_delay = std::chrono::seconds(o.session.login_delay_s);
   if (c.Has("pop3.expire")) {

@@ -143,6 +143,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         implicit_tls_(tls),
         timer_(socket_.get_executor()),
         delay_timer_(socket_.get_executor()),
+        lease_timer_(socket_.get_executor()),
         limits_(server.limits),
         session_(MakeSessionOptions(server, remote_, tls)) {}
 
@@ -165,10 +166,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
       server_.retr_bytes_total.Inc(s.retr_bytes);
       server_.retr_total.Inc(s.retr);
       server_.deleted_total.Inc(s.deleted);
-      spdlog::info("logout user={} remote={} retr={} retr_bytes={} top={} dele={} deleted={} "
-                   "bad={} completed={}",
-                   session_.user(), remote_.to_string(), s.retr, s.retr_bytes, s.top, s.dele,
-                   s.deleted, s.bad_commands, session_.state() == State::kUpdate);
+      spdlog::info(
+          "logout user={} remote={} retr={} retr_bytes={} top={} dele={} deleted={} "
+          "bad={} completed={}{}",
+          session_.user(), remote_.to_string(), s.retr, s.retr_bytes, s.top, s.dele, s.deleted,
+          s.bad_commands, session_.state() == State::kUpdate, s.lease_lost ? " lease=lost" : "");
     }
   }
 
@@ -192,6 +194,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     socket_.close(ignored);
     timer_.cancel();
     delay_timer_.cancel();
+    lease_timer_.cancel();
   }
 
   static awaitable<void> Watchdog(std::shared_ptr<Connection> self) {
@@ -206,6 +209,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
         break;
       }
     }
+  }
+
+  // Renews the maildrop's lease (pop3.shared_store) every lease_s/3 on the password-check
+  // pool (the file I/O may wait for the storage nodes), until the connection closes or the
+  // lease is released or lost. A lost lease is noticed by the session at the next command.
+  static awaitable<void> KeepLease(std::shared_ptr<Connection> self, std::shared_ptr<Lease> lease) {
+    while (!self->closed_ && lease->held()) {
+      self->lease_timer_.expires_after(lease->renew_interval());
+      asio::error_code ec;
+      co_await self->lease_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+      if (self->closed_ || !lease->held()) break;
+      // `lease` (this frame's parameter) keeps the lease alive; the lambda takes a plain
+      // pointer because GCC 12 destroys a lambda passed by value inside a co_await expression
+      // twice: a captured shared_ptr would lose a reference at every renewal (and the lease
+      // would be released under the session's feet).
+      Lease* renewing = lease.get();
+      co_await asio::co_spawn(
+          self->server_.auth_pool, [renewing]() -> awaitable<bool> { co_return renewing->Renew(); },
+          use_awaitable);
+    }
+  }
+
+  awaitable<void> SleepUntil(Clock::time_point t) {
+    delay_timer_.expires_at(t);
+    asio::error_code ec;
+    co_await delay_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (closed_) throw std::system_error(asio::error::operation_aborted);
   }
 
   awaitable<void> Sleep(std::chrono::milliseconds d) {
@@ -327,6 +357,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
           server_.auth_pool,
           [&auth, &creds]() -> awaitable<LoginResult> { co_return auth.Login(creds.user, creds.password); },
           use_awaitable);
+      if (result.status == LoginStatus::kSettling) {
+        // pop3.shared_store: the lease is written; give the other boxes time to see it (or to
+        // show us theirs) without holding a thread, then confirm it and scan.
+        co_await SleepUntil(result.settle_until);
+        result = co_await asio::co_spawn(
+            server_.auth_pool,
+            [&auth, &result]() -> awaitable<LoginResult> {
+              co_return auth.FinishLogin(std::move(result));
+            },
+            use_awaitable);
+      }
       server_.login_seconds.Observe(
           std::chrono::duration<double>(Clock::now() - login_started).count());
       LoginStatus status = result.status;
@@ -334,6 +375,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       r = session_.CompleteLogin(std::move(result));
       if (status == LoginStatus::kOk) {
         logged_in_ = true;
+        if (auto lease = session_.lease()) {
+          asio::co_spawn(socket_.get_executor(), KeepLease(shared_from_this(), std::move(lease)),
+                         asio::detached);
+        }
         ++server_.control.logins;
         server_.logins_total.Inc();
         spdlog::info("login user={} remote={} tls={}", user, remote_.to_string(),
@@ -394,6 +439,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   asio::steady_timer timer_;
   asio::steady_timer delay_timer_;
+  asio::steady_timer lease_timer_;  // KeepLease
   Clock::time_point deadline_;
   bool closed_ = false;
   bool logged_in_ = false;

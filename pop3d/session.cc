@@ -118,6 +118,9 @@ Reply Session::OnOverlongLine() noexcept {
 
 Reply Session::Dispatch(const ParsedCommand& cmd) noexcept {
   try {
+    if (state_ == State::kTransaction && maildrop_ && maildrop_->lease_lost()) {
+      return LeaseLost();
+    }
     const Command* found = nullptr;
     for (const Command& c : kCommands) {
       if (c.name == cmd.name) {
@@ -167,6 +170,18 @@ std::string Session::Capabilities() const {
   return out;
 }
 
+Reply Session::LeaseLost() {
+  // Not UPDATE: the client's deletions are forgotten, as if the connection had dropped.
+  maildrop_.reset();
+  deleted_.clear();
+  stats_.lease_lost = true;
+  state_ = State::kAuthorization;
+  Reply r;
+  r.text = "-ERR [IN-USE] Another session took over this maildrop; nothing was deleted.\r\n";
+  r.close = true;
+  return r;
+}
+
 Reply Session::Capa(const ParsedCommand&) { return Text(Capabilities()); }
 
 Reply Session::Quit(const ParsedCommand&) {
@@ -178,11 +193,16 @@ Reply Session::Quit(const ParsedCommand&) {
     for (std::size_t i = 0; i < deleted_.size(); ++i) {
       if (deleted_[i]) doomed.push_back(i);
     }
-    std::size_t failed = maildrop_->Delete(doomed);
-    stats_.deleted = doomed.size() - failed;
+    DeleteResult done = maildrop_->Delete(doomed);
+    stats_.deleted = done.removed;
+    stats_.lease_lost = done.lease_lost;
     maildrop_.reset();
-    r.text = failed == 0 ? "+OK Logging out.\r\n"
-                         : "-ERR [SYS/TEMP] Some deleted messages were not removed.\r\n";
+    if (done.lease_lost && done.removed == 0) {
+      r.text = "-ERR [IN-USE] Another session took over this maildrop; nothing was deleted.\r\n";
+    } else {
+      r.text = done.failed == 0 ? "+OK Logging out.\r\n"
+                                : "-ERR [SYS/TEMP] Some deleted messages were not removed.\r\n";
+    }
     return r;
   }
   state_ = State::kUpdate;
@@ -297,6 +317,7 @@ Reply Session::CompleteLogin(LoginResult result) noexcept {
       case LoginStatus::kPermFail:
         return Text("-ERR [SYS/PERM] Mailbox unavailable, contact the administrator.\r\n");
       case LoginStatus::kTempFail:
+      case LoginStatus::kSettling:  // the server finishes settling first; never here
         break;
     }
   } catch (...) {

@@ -6,7 +6,9 @@
 // the auth thread pool and hand the result to CompleteLogin(), start TLS, or close. Commands
 // come from one table {name, states, min/max args, handler}; Dispatch() is noexcept and turns
 // any exception from a handler into "-ERR [SYS/TEMP]". Deletions happen only in Quit() from
-// TRANSACTION state; a session destroyed in any other way deletes nothing.
+// TRANSACTION state; a session destroyed in any other way deletes nothing. A session whose
+// maildrop lease was lost to another box (pop3.shared_store) answers its next command with
+// "-ERR [IN-USE]" and closes, deleting nothing.
 #pragma once
 
 #include <chrono>
@@ -64,6 +66,7 @@ struct Reply {
 struct SessionStats {
   std::uint64_t retr = 0, retr_bytes = 0, top = 0, dele = 0, deleted = 0;
   std::uint64_t bad_commands = 0, failed_logins = 0;
+  bool lease_lost = false;  // ended because another box took the maildrop's lease
 };
 
 class Session {
@@ -94,6 +97,9 @@ class Session {
   const SessionStats& stats() const noexcept { return stats_; }
   const SessionOptions& options() const noexcept { return options_; }
   bool utf8() const noexcept { return utf8_; }
+  // The maildrop's lease while logged in with pop3.shared_store (the server renews it); null
+  // otherwise.
+  std::shared_ptr<Lease> lease() const noexcept { return maildrop_ ? maildrop_->lease() : nullptr; }
 
  private:
   struct Command;
@@ -107,6 +113,7 @@ class Session {
   std::optional<std::size_t> MessageArg(const std::string& arg, Reply* error);
   Reply StartLogin(std::string user, std::string password);
   Reply SaslPlain(std::string_view base64);
+  Reply LeaseLost();
 
   Reply Capa(const ParsedCommand&);
   Reply Quit(const ParsedCommand&);

@@ -97,7 +97,7 @@ TEST_F(MaildropTest, MarkSeenCanBeTurnedOff) {
 
 TEST_F(MaildropTest, DeleteRemovesOnlyTheGivenMessages) {
   auto r = Open();
-  EXPECT_EQ(r.maildrop->Delete({0, 2}), 0u);
+  EXPECT_EQ(r.maildrop->Delete({0, 2}).failed, 0u);
   EXPECT_EQ(ListNames(md_ + "/cur"), std::vector<std::string>{});
   EXPECT_EQ(ListNames(md_ + "/new"), (std::vector<std::string>{".hidden", "1700000002.M2P9.host"}));
   EXPECT_EQ(ListNames(md_ + "/tmp").size(), 1u);
@@ -112,7 +112,7 @@ TEST_F(MaildropTest, MessageRenamedByOthersIsFoundAgain) {
   ASSERT_TRUE(fd.Valid());
   EXPECT_EQ(ReadAllFd(fd.Get(), 1000, "m"), "Subject: b\n\nbody b\n");
   std::filesystem::rename(md_ + "/cur/1700000002.M2P9.host:2,RS", md_ + "/cur/1700000002.M2P9.host:2,T");
-  EXPECT_EQ(m.Delete({1}), 0u);
+  EXPECT_EQ(m.Delete({1}).removed, 1u);
   EXPECT_FALSE(std::filesystem::exists(md_ + "/cur/1700000002.M2P9.host:2,T"));
 }
 
@@ -120,7 +120,9 @@ TEST_F(MaildropTest, VanishedMessageIsNotAnErrorForDelete) {
   auto r = Open();
   std::filesystem::remove(md_ + "/new/1700000003.M3P9.host");
   EXPECT_FALSE(r.maildrop->OpenMessage(2).Valid());
-  EXPECT_EQ(r.maildrop->Delete({2}), 0u);
+  DeleteResult d = r.maildrop->Delete({2});
+  EXPECT_EQ(d.removed, 1u);
+  EXPECT_EQ(d.failed, 0u);
 }
 
 TEST_F(MaildropTest, SizeCacheIsUsedForUnchangedFiles) {
@@ -176,6 +178,111 @@ TEST_F(MaildropTest, DovecotUidlModeUsesUidlistAndItsOrder) {
   EXPECT_EQ(m.At(0).unique, "1700000003.M3P9.host");
   EXPECT_EQ(m.At(1).uidl, "000000085F5E1000");
   EXPECT_EQ(m.At(2).uidl, "1700000002.M2P9.host");  // unknown to Dovecot
+}
+
+// pop3.shared_store: the lease beside the local lock (lease_test.cc covers the lease itself).
+class SharedMaildropTest : public MaildropTest {
+ protected:
+  MaildropOptions Shared() {
+    MaildropOptions o;
+    o.shared_store = true;
+    o.lease_clock = &clock_;
+    return o;
+  }
+  // Open and settle on "this box".
+  std::unique_ptr<Maildrop> OpenSettled() {
+    auto r = Open(Shared());
+    EXPECT_EQ(r.status, OpenStatus::kSettling) << r.error;
+    clock_.Advance(Shared().lease.settle);
+    auto settled = Maildrop::Settle(std::move(r.maildrop), &sizes_);
+    EXPECT_EQ(settled.status, OpenStatus::kOk) << settled.error;
+    return std::move(settled.maildrop);
+  }
+  std::string LeaseFile() const { return md_ + "/" + Lease::kFileName; }
+
+  testing::FakeLeaseClock clock_;
+  MaildropLocks other_box_;  // another box's process
+};
+
+TEST_F(SharedMaildropTest, OpenWritesTheLeaseAndScansOnlyAfterSettling) {
+  auto r = Open(Shared());
+  ASSERT_EQ(r.status, OpenStatus::kSettling) << r.error;
+  ASSERT_TRUE(r.maildrop);
+  EXPECT_EQ(r.maildrop->Count(), 0u);
+  EXPECT_EQ(r.settle_until, clock_.Now() + std::chrono::milliseconds(3000));
+  ASSERT_TRUE(std::filesystem::exists(LeaseFile()));
+  // Another session on this box: the local lock; on another box: the lease.
+  EXPECT_EQ(Open(Shared()).status, OpenStatus::kInUse);
+  EXPECT_EQ(Maildrop::Open(md_, Shared(), nullptr, other_box_).status, OpenStatus::kInUse);
+  // Not before the settle time.
+  auto early = Maildrop::Settle(std::move(r.maildrop), &sizes_);
+  EXPECT_EQ(early.status, OpenStatus::kError);
+  EXPECT_EQ(early.err, EINVAL);
+  EXPECT_FALSE(std::filesystem::exists(LeaseFile()));  // the failed login released it
+
+  auto m = OpenSettled();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->Count(), 3u);
+  EXPECT_TRUE(m->lease()->held());
+  EXPECT_EQ(Maildrop::Open(md_, Shared(), nullptr, other_box_).status, OpenStatus::kInUse);
+  m.reset();
+  EXPECT_FALSE(std::filesystem::exists(LeaseFile()));
+  EXPECT_EQ(Maildrop::Open(md_, Shared(), nullptr, other_box_).status, OpenStatus::kSettling);
+}
+
+TEST_F(SharedMaildropTest, SettleFindsAnotherBoxsLease) {
+  auto r = Open(Shared());
+  ASSERT_EQ(r.status, OpenStatus::kSettling);
+  testing::WriteOtherLease(md_, clock_.WallMs() + 60000);
+  clock_.Advance(std::chrono::seconds(3));
+  auto settled = Maildrop::Settle(std::move(r.maildrop), &sizes_);
+  EXPECT_EQ(settled.status, OpenStatus::kInUse);
+  EXPECT_FALSE(settled.maildrop);
+  EXPECT_TRUE(std::filesystem::exists(LeaseFile()));  // the winner's
+  EXPECT_EQ(Open().status, OpenStatus::kOk);          // the local lock was released
+}
+
+TEST_F(SharedMaildropTest, DeleteNothingOnceTheLeaseIsLost) {
+  auto m = OpenSettled();
+  ASSERT_TRUE(m);
+  testing::WriteOtherLease(md_, clock_.WallMs() + 60000);
+  EXPECT_FALSE(m->lease_lost());  // nobody looked yet
+  DeleteResult d = m->Delete({0, 1, 2});
+  EXPECT_TRUE(d.lease_lost);
+  EXPECT_EQ(d.removed, 0u);
+  EXPECT_EQ(d.failed, 3u);
+  EXPECT_TRUE(m->lease_lost());
+  EXPECT_EQ(ListNames(md_ + "/cur").size(), 1u);
+  EXPECT_EQ(ListNames(md_ + "/new").size(), 3u);  // two messages and .hidden
+  m.reset();
+  EXPECT_TRUE(std::filesystem::exists(LeaseFile()));  // not ours: left alone
+}
+
+TEST_F(SharedMaildropTest, DeleteStopsWhenTheLeaseEndsMidway) {
+  auto m = OpenSettled();
+  ASSERT_TRUE(m);
+  // Verify, the first unlink's Keep, then the store stalls for a minute before the second.
+  clock_.steps = {std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                  std::chrono::seconds(60)};
+  DeleteResult d = m->Delete({0, 1, 2});
+  EXPECT_TRUE(d.lease_lost);
+  EXPECT_EQ(d.removed, 1u);
+  EXPECT_EQ(d.failed, 2u);
+  EXPECT_EQ(ListNames(md_ + "/cur"), std::vector<std::string>{});  // message 1 is gone
+  EXPECT_EQ(ListNames(md_ + "/new").size(), 3u);
+}
+
+TEST_F(SharedMaildropTest, DeleteRenewsALongRun) {
+  auto m = OpenSettled();
+  ASSERT_TRUE(m);
+  const std::string before = ReadText(LeaseFile());
+  // 25 s pass before the first unlink: a renewal is due (every 20 s) and made.
+  clock_.steps = {std::chrono::milliseconds(0), std::chrono::seconds(25)};
+  DeleteResult d = m->Delete({0, 1, 2});
+  EXPECT_FALSE(d.lease_lost);
+  EXPECT_EQ(d.removed, 3u);
+  EXPECT_NE(ReadText(LeaseFile()), before);
+  EXPECT_TRUE(m->lease()->held());
 }
 
 TEST(MaildirUniqueNameTest, StripsInfo) {

@@ -19,6 +19,9 @@ TEST(OptionsTest, Defaults) {
   EXPECT_TRUE(o.auth.maildrop.mark_seen);
   EXPECT_FALSE(o.allow_plaintext);
   EXPECT_EQ(o.session.expire_days, -1);
+  EXPECT_FALSE(o.auth.maildrop.shared_store);
+  EXPECT_EQ(o.auth.maildrop.lease.duration, std::chrono::seconds(60));
+  EXPECT_EQ(o.auth.maildrop.lease.settle, std::chrono::milliseconds(3000));
   EXPECT_NO_THROW(ValidateServerOptions(o));
 }
 
@@ -55,10 +58,14 @@ login_delay = 60
 expire = "NEVER"
 implementation = ""
 create_maildir = false
+shared_store = true
+lease_s = 20
+lease_settle_ms = 5000
 [log]
 level = "debug"
 syslog = true
-)", "<test>");
+)",
+                                 "<test>");
   ServerOptions o = LoadServerOptions(c);
   ASSERT_EQ(o.listen.size(), 3u);
   EXPECT_EQ(o.listen[1].host, "::1");
@@ -76,7 +83,29 @@ syslog = true
   EXPECT_EQ(o.auth.login_delay, std::chrono::seconds(60));
   EXPECT_EQ(o.session.expire_days, -2);
   EXPECT_EQ(o.session.implementation, "");
+  EXPECT_TRUE(o.auth.maildrop.shared_store);
+  EXPECT_EQ(o.auth.maildrop.lease.duration, std::chrono::seconds(20));
+  EXPECT_EQ(o.auth.maildrop.lease.settle, std::chrono::milliseconds(5000));
   EXPECT_NO_THROW(ValidateServerOptions(o));
+}
+
+TEST(OptionsTest, LeaseMustOutlastFourSettleTimes) {
+  auto load = [](const char* text) {
+    return LoadServerOptions(config::Config::Parse(text, "lease.toml"));
+  };
+  EXPECT_NO_THROW(load("[pop3]\nlease_s = 12\nlease_settle_ms = 3000\n"));
+  try {
+    load("[pop3]\nlease_s = 11\nlease_settle_ms = 3000\n");
+    ADD_FAILURE() << "lease_s 11 with a settle time of 3 s accepted";
+  } catch (const config::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("pop3.lease_s"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("4 times pop3.lease_settle_ms"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(load("[pop3]\nlease_s = 4\n"), config::ConfigError);     // below 5
+  EXPECT_THROW(load("[pop3]\nlease_s = 3601\n"), config::ConfigError);  // above 1 hour
+  EXPECT_THROW(load("[pop3]\nlease_settle_ms = 99\n"), config::ConfigError);
+  EXPECT_THROW(load("[pop3]\nshared_store = 1\n"), config::ConfigError);  // not a boolean
 }
 
 TEST(OptionsTest, Errors) {

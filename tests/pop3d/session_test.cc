@@ -169,6 +169,81 @@ TEST_F(SessionTest, DroppedSessionDeletesNothing) {
   EXPECT_EQ(Maildrop::Open(md_, {}, nullptr, locks_).status, OpenStatus::kOk);
 }
 
+// pop3.shared_store: a session whose lease another box took deletes nothing.
+class SharedSessionTest : public SessionTest {
+ protected:
+  void LoginShared(Session& s) {
+    EXPECT_EQ(s.OnLine("USER alice").text, "+OK\r\n");
+    ASSERT_TRUE(s.OnLine("PASS secret").login);
+    MaildropOptions o;
+    o.shared_store = true;
+    o.lease_clock = &clock_;
+    auto opened = Maildrop::Open(md_, o, nullptr, locks_);
+    ASSERT_EQ(opened.status, OpenStatus::kSettling) << opened.error;
+    clock_.Advance(o.lease.settle);
+    auto settled = Maildrop::Settle(std::move(opened.maildrop), nullptr);
+    ASSERT_EQ(settled.status, OpenStatus::kOk) << settled.error;
+    LoginResult r;
+    r.status = LoginStatus::kOk;
+    r.user = "alice";
+    r.maildrop = std::move(settled.maildrop);
+    EXPECT_EQ(s.CompleteLogin(std::move(r)).text, "+OK Logged in.\r\n");
+    ASSERT_TRUE(s.lease());
+  }
+  std::size_t MessageCount() {
+    return ListNames(md_ + "/new").size() + ListNames(md_ + "/cur").size();
+  }
+
+  testing::FakeLeaseClock clock_;
+};
+
+TEST_F(SharedSessionTest, LostRenewalEndsTheSessionAtTheNextCommand) {
+  Session s(options_);
+  LoginShared(s);
+  EXPECT_EQ(s.OnLine("DELE 1").text, "+OK Marked to be deleted.\r\n");
+  testing::WriteOtherLease(md_, clock_.WallMs() + 60000);
+  clock_.Advance(std::chrono::seconds(20));
+  EXPECT_FALSE(s.lease()->Renew());  // the server's renewal timer
+  Reply r = s.OnLine("STAT");
+  EXPECT_EQ(r.text,
+            "-ERR [IN-USE] Another session took over this maildrop; nothing was "
+            "deleted.\r\n");
+  EXPECT_TRUE(r.close);
+  EXPECT_TRUE(s.stats().lease_lost);
+  EXPECT_FALSE(s.lease());
+  EXPECT_EQ(MessageCount(), 3u);
+  EXPECT_EQ(s.OnLine("QUIT").text, "+OK Logging out.\r\n");  // not logged in any more
+  EXPECT_EQ(MessageCount(), 3u);
+}
+
+TEST_F(SharedSessionTest, QuitChecksTheLeaseBeforeDeleting) {
+  Session s(options_);
+  LoginShared(s);
+  s.OnLine("DELE 1");
+  s.OnLine("DELE 3");
+  testing::WriteOtherLease(md_, clock_.WallMs() + 60000);  // no renewal noticed it yet
+  Reply r = s.OnLine("QUIT");
+  EXPECT_EQ(r.text,
+            "-ERR [IN-USE] Another session took over this maildrop; nothing was "
+            "deleted.\r\n");
+  EXPECT_TRUE(r.close);
+  EXPECT_EQ(s.stats().deleted, 0u);
+  EXPECT_TRUE(s.stats().lease_lost);
+  EXPECT_EQ(MessageCount(), 3u);
+}
+
+TEST_F(SharedSessionTest, QuitWithTheLeaseDeletesAndReleases) {
+  Session s(options_);
+  LoginShared(s);
+  s.OnLine("DELE 1");
+  s.OnLine("DELE 3");
+  EXPECT_EQ(s.OnLine("QUIT").text, "+OK Logging out.\r\n");
+  EXPECT_EQ(s.stats().deleted, 2u);
+  EXPECT_FALSE(s.stats().lease_lost);
+  EXPECT_EQ(MessageCount(), 1u);
+  EXPECT_FALSE(std::filesystem::exists(md_ + "/" + Lease::kFileName));
+}
+
 TEST_F(SessionTest, QuitInAuthorizationState) {
   Session s(options_);
   Reply r = s.OnLine("QUIT");
