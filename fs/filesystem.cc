@@ -392,8 +392,14 @@ int Filesystem::DirForNewEntry(std::uint64_t parent, std::string_view name, Inod
   return 0;
 }
 
-Inode* Filesystem::NewInode(mode_t mode, const Context& ctx, Inode* parent) {
-  Inode* inode = table_.Create(mode, ctx.uid, ctx.gid, Timestamp::Now());
+Inode* Filesystem::NewInode(mode_t mode, const Context& ctx, Inode* parent,
+                             std::uint64_t preferred) {
+  // A number this box deleted and has not yet seen acknowledged, or still has a change of in
+  // flight, is not free: its record and the delete would cross.
+  if (preferred && (deleted_inodes_.count(preferred) ||
+                    pipeline_->PendingVersion(ids_.Inode(preferred))))
+    preferred = 0;
+  Inode* inode = table_.Create(mode, ctx.uid, ctx.gid, Timestamp::Now(), preferred);
   if (parent->mode & S_ISGID) {  // BSD group semantics of setgid directories
     inode->gid = parent->gid;
     if (S_ISDIR(mode)) inode->mode |= S_ISGID;
@@ -688,7 +694,17 @@ std::size_t Filesystem::ApplyRemoteLocked(const std::vector<RemoteRecord>& recor
   std::size_t applied = 0;
   std::lock_guard lock(mu_);
   bool reindex = false;
-  for (const RemoteRecord& rec : records) {
+  // Deletes first: a rename over an existing name on another box is the renamed inode's record
+  // and the replaced one's tombstone; applied the other way round they would claim the name
+  // together for a moment (a spurious conflict).
+  std::vector<const RemoteRecord*> ordered;
+  ordered.reserve(records.size());
+  for (const RemoteRecord& rec : records)
+    if (rec.tombstone) ordered.push_back(&rec);
+  for (const RemoteRecord& rec : records)
+    if (!rec.tombstone) ordered.push_back(&rec);
+  for (const RemoteRecord* recp : ordered) {
+    const RemoteRecord& rec = *recp;
     hlc_.Observe(rec.version.hlc);
     if (rec.kind == RecordIds::Kind::kBox) {
       if (ApplyBoxRecord(rec)) ++applied;
@@ -917,7 +933,7 @@ int Filesystem::MkDir(std::uint64_t parent, std::string_view name, mode_t mode,
   COFFER_WRITABLE;
   Inode* dir = nullptr;
   if (int e = DirForNewEntry(parent, name, &dir)) return e;
-  Inode* inode = NewInode(S_IFDIR | (mode & 07777), ctx, dir);
+  Inode* inode = NewInode(S_IFDIR | (mode & 07777), ctx, dir, ids_.DirIno(dir->ino, name));
   table_.AddLink(dir, name, inode, inode->version);
   TouchDir(dir, inode->ctime);
   ++inode->lookups;

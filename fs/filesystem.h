@@ -304,7 +304,8 @@ class Filesystem {
   // The directory `parent` where `name` is to be created, or the errno a local filesystem
   // gives (ENOENT, ENOTDIR, ENAMETOOLONG/EINVAL for the name, EEXIST).
   int DirForNewEntry(std::uint64_t parent, std::string_view name, Inode** dir);
-  Inode* NewInode(mode_t mode, const Context& ctx, Inode* parent);
+  // `preferred`: the inode number to take when it is free (directories: RecordIds::DirIno).
+  Inode* NewInode(mode_t mode, const Context& ctx, Inode* parent, std::uint64_t preferred = 0);
   void MaybeFree(Inode* inode);
   void DeleteChunk(const crypto::ObjectId& id);
   void FreezeChunk(Inode* inode, std::uint64_t index);  // a write buffer becomes a new chunk

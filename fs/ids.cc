@@ -12,6 +12,7 @@ namespace {
 constexpr std::string_view kInodeTag = "coffer inode id v1";
 constexpr std::string_view kDirentTag = "coffer dirent id v1";
 constexpr std::string_view kBoxTag = "coffer box id v1";
+constexpr std::string_view kDirInoTag = "coffer directory inode v1";
 
 crypto::ObjectId Join(std::string_view head, std::string_view tail) {
   crypto::ObjectId id{};
@@ -34,6 +35,11 @@ crypto::ObjectId RecordIds::LegacyDirent(std::uint64_t parent, std::string_view 
 crypto::ObjectId RecordIds::Box(std::uint64_t box_id) const {
   const std::string mac = crypto::KeyedHash(key_, kBoxTag, BigEndian64(box_id));
   return Join(mac, crypto::KeyedHash(key_, kBoxTag, std::string_view(mac).substr(0, 8)));
+}
+
+std::uint64_t RecordIds::DirIno(std::uint64_t parent, std::string_view name) const {
+  const std::string mac = crypto::KeyedHash(key_, kDirInoTag, BigEndian64(parent) + std::string(name));
+  return FromBigEndian64(std::string_view(mac).substr(0, 8)) & 0x7fffffffffffffffull;
 }
 
 std::uint64_t RecordIds::InoOf(const crypto::ObjectId& id) {

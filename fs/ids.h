@@ -35,6 +35,10 @@ class RecordIds {
   crypto::ObjectId LegacyDirent(std::uint64_t parent, std::string_view name) const;
   // An access box's record: a keyed hash of its box id (the nodes do not learn box ids).
   crypto::ObjectId Box(std::uint64_t box_id) const;
+  // The inode number a new directory `name` in `parent` gets when it is free: a keyed hash, so
+  // that two boxes creating the same directory at once (the first mail for a new user delivered
+  // on both) create the same inode, whose records merge, instead of two that claim one name.
+  std::uint64_t DirIno(std::uint64_t parent, std::string_view name) const;
   // The inode number of an inode record id (meaningful only when Classify says kInode).
   static std::uint64_t InoOf(const crypto::ObjectId& id);
   Kind Classify(const crypto::ObjectId& id) const;

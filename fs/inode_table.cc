@@ -91,14 +91,14 @@ const Inode* InodeTable::Find(std::uint64_t ino) const {
 }
 
 Inode* InodeTable::Create(std::uint32_t mode, std::uint32_t uid, std::uint32_t gid,
-                          Timestamp now) {
+                          Timestamp now, std::uint64_t preferred) {
   // Random numbers: unique across boxes that create inodes at the same time, and telling
   // nothing about the order of creation.
-  std::uint64_t ino = 0;
-  do {
+  std::uint64_t ino = preferred;
+  while (ino <= kRootIno || inodes_.count(ino)) {
     crypto::primitives::RandomBytes(reinterpret_cast<unsigned char*>(&ino), sizeof ino);
     ino &= 0x7fffffffffffffffull;
-  } while (ino <= kRootIno || inodes_.count(ino));
+  }
   auto inode = std::make_unique<Inode>();
   inode->ino = ino;
   inode->mode = mode;

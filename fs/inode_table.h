@@ -128,7 +128,9 @@ class InodeTable {
   std::size_t size() const { return inodes_.size(); }
 
   // A new inode with a random number (never 0, 1 or one in use), linked nowhere.
-  Inode* Create(std::uint32_t mode, std::uint32_t uid, std::uint32_t gid, Timestamp now);
+  // A new inode with a random number, or `preferred` when that is free (not 0 and not the root).
+  Inode* Create(std::uint32_t mode, std::uint32_t uid, std::uint32_t gid, Timestamp now,
+                std::uint64_t preferred = 0);
   // Adds a loaded inode as it is (directories get an empty index). Its links are indexed by
   // Reindex(). Replaces an inode of the same number.
   Inode* Insert(std::unique_ptr<Inode> inode);
