@@ -755,7 +755,17 @@ std::size_t Filesystem::ApplyRemoteLocked(const std::vector<RemoteRecord>& recor
       note(ino, a);
       local_rows_.push_back(Mutation{Table::kInodes, BigEndian64(ino), rec.sealed});
       dirty_inodes_.erase(ino);  // this box's pending version lost to the newer one
-      const Inode* after = table_.Find(ino);
+      Inode* after = table_.Find(ino);
+      if (a.rewrite) {
+        // The writer had not seen a name change made here or elsewhere: the merged names go out
+        // as a newer version, so that every box and a rebuild converge on them.
+        if (after->links.empty()) {
+          MaybeFree(after);
+          ++applied;
+          continue;
+        }
+        Touch(after);
+      }
       // A delete here that another box's newer change undid (a rename racing the unlink): the
       // content is referenced again and must stay on the nodes.
       for (const auto& id : after->chunks) {
@@ -961,7 +971,7 @@ int Filesystem::Unlink(std::uint64_t parent, std::string_view name) {
   // Applied at once, never fails for node reasons (DESIGN.md): the removal reaches the nodes
   // within the commit interval or with the next operation that waits.
   const Timestamp now = Timestamp::Now();
-  table_.RemoveLink(dir, name);
+  table_.RemoveLink(dir, name, Tick());
   TouchDir(dir, now);
   if (child) {
     child->ctime = now;
@@ -1050,8 +1060,8 @@ int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_
   if ((flags & RENAME_EXCHANGE) && dst->is_dir() && below(src_dir, dst)) return EINVAL;
   const Timestamp now = Timestamp::Now();
   if (flags & RENAME_EXCHANGE) {
-    table_.RemoveLink(src_dir, name);
-    table_.RemoveLink(dst_dir, new_name);
+    table_.RemoveLink(src_dir, name, Tick());
+    table_.RemoveLink(dst_dir, new_name, Tick());
     table_.AddLink(dst_dir, new_name, src, Tick());
     table_.AddLink(src_dir, name, dst, Tick());
     src->ctime = dst->ctime = now;
@@ -1070,7 +1080,8 @@ int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_
   }
   AddUndo(Undo{Undo::kRename, 0, dst_dir->ino, std::string(new_name), src->ino, src_dir->ino,
                std::string(name), dst && !dst->is_dir() ? dst->ino : 0});
-  table_.RemoveLink(src_dir, name);
+  const InodeLink moved_from{src_dir->ino, std::string(name), Tick()};
+  table_.RemoveLink(src_dir, name, moved_from.version);
   if (flags & RENAME_WHITEOUT) {
     // The old name becomes a whiteout: a character device 0:0 (overlay filesystems use it).
     Inode* w = NewInode(S_IFCHR, ctx, src_dir);
@@ -1078,12 +1089,13 @@ int Filesystem::Rename(std::uint64_t parent, std::string_view name, std::uint64_
     table_.AddLink(src_dir, name, w, w->version);
   }
   if (dst) {
-    table_.ReplaceLink(dst_dir, new_name, src, Tick());  // the name keeps its readdir cookie
+    // The name keeps its readdir cookie.
+    table_.ReplaceLink(dst_dir, new_name, src, Tick(), &moved_from);
     dst->ctime = now;
     if (dst->is_dir()) dst->nlink = 0;
     Touch(dst);
   } else {
-    table_.AddLink(dst_dir, new_name, src, Tick());
+    table_.AddLink(dst_dir, new_name, src, Tick(), &moved_from);
   }
   src->ctime = now;
   Touch(src);

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <functional>
+#include <set>
 #include <climits>
 #include <cstring>
 
@@ -196,14 +198,131 @@ void InodeTable::Unindex(Inode* dir, std::string_view name, std::uint64_t ino) {
   }
 }
 
-void InodeTable::AddLink(Inode* dir, std::string_view name, Inode* child, const Version& v) {
-  InodeLink link{dir->ino, std::string(name), v};
+namespace {
+
+// How long a file remembers a removed name (a box away for longer must rebuild anyway), and at
+// most how many.
+constexpr std::uint64_t kUnlinkMemoryNs = 7ull * 24 * 3600 * 1000000000;
+constexpr std::size_t kUnlinkMemoryMax = 64;
+
+InodeLink NewLink(std::uint64_t dir, std::string_view name, const Version& v,
+                  const InodeLink* from) {
+  InodeLink link{dir, std::string(name), v};
+  if (from) {
+    link.renamed = true;
+    link.from_parent = from->parent;
+    link.from_name = from->name;
+  }
+  return link;
+}
+
+void Forget(std::vector<InodeLink>* unlinked, std::uint64_t parent, std::string_view name) {
+  std::erase_if(*unlinked, [&](const InodeLink& l) { return l.parent == parent && l.name == name; });
+}
+
+// Remembers the removal of `link` at `v`, with where the name came from (the lineage of renames
+// must survive the names in it).
+void Remember(Inode* inode, const InodeLink& link, const Version& v) {
+  if (inode->dir || v == Version{}) return;
+  Forget(&inode->unlinked, link.parent, link.name);
+  std::erase_if(inode->unlinked,
+                [&](const InodeLink& l) { return l.version.hlc + kUnlinkMemoryNs < v.hlc; });
+  if (inode->unlinked.size() >= kUnlinkMemoryMax) inode->unlinked.erase(inode->unlinked.begin());
+  InodeLink removal = link;
+  removal.version = v;
+  inode->unlinked.push_back(std::move(removal));
+}
+
+// The names of a file as two records know them: per name, the later of its newest giving and
+// its newest removal decides; of the names linked by renames (a name and the names renamed
+// from it, and from those), only the latest stays, so two boxes flagging one message at once,
+// or one flagging it again meanwhile, leave one name.
+void MergeNames(const Inode& a, const Inode& b, std::vector<InodeLink>* links,
+                std::vector<InodeLink>* unlinked) {
+  using Key = std::pair<std::uint64_t, std::string>;
+  std::map<Key, InodeLink> added, removed;
+  auto take = [](std::map<Key, InodeLink>* m, const InodeLink& l) {
+    auto [it, fresh] = m->try_emplace(Key{l.parent, l.name}, l);
+    if (!fresh && it->second.version < l.version) it->second = l;
+  };
+  for (const Inode* x : {&a, &b}) {
+    for (const InodeLink& l : x->links) take(&added, l);
+    for (const InodeLink& l : x->unlinked) take(&removed, l);
+  }
+  std::map<Key, InodeLink> present;
+  for (const auto& [k, l] : added) {
+    auto r = removed.find(k);
+    if (r == removed.end() || r->second.version < l.version) present.emplace(k, l);
+  }
+  // Lineages: a name and the names renamed from it (union-find over every giving known).
+  std::map<Key, Key> up;
+  std::function<Key(const Key&)> root = [&](const Key& k) -> Key {
+    auto it = up.find(k);
+    if (it == up.end() || it->second == k) return k;
+    Key r = root(it->second);
+    it->second = r;
+    return r;
+  };
+  for (const auto* m : {&added, &removed}) {
+    for (const auto& [k, l] : *m) {
+      if (!l.renamed) continue;
+      const Key a = root(k), b = root(Key{l.from_parent, l.from_name});
+      if (a != b) up[a] = b;
+    }
+  }
+  // In a lineage with a rename in it, only the latest name stays.
+  std::map<Key, const InodeLink*> latest;
+  std::set<Key> renamed_lineages;
+  for (const auto& [k, l] : present) {
+    const Key r = root(k);
+    if (l.renamed) renamed_lineages.insert(r);
+    auto [it, fresh] = latest.try_emplace(r, &l);
+    if (!fresh && it->second->version < l.version) it->second = &l;
+  }
+  std::vector<InodeLink> gone;
+  for (const auto& [k, l] : present) {
+    const Key r = root(k);
+    if (!renamed_lineages.count(r)) continue;
+    const InodeLink* winner = latest[r];
+    if (winner != &l) gone.push_back(InodeLink{l.parent, l.name, winner->version});
+  }
+  for (const InodeLink& g : gone) {
+    present.erase(Key{g.parent, g.name});
+    take(&removed, g);
+  }
+  links->clear();
+  for (auto& [k, l] : present) links->push_back(l);
+  std::sort(links->begin(), links->end(),
+            [](const InodeLink& x, const InodeLink& y) { return x.version < y.version; });
+  unlinked->clear();
+  for (auto& [k, l] : removed) {
+    if (!present.count(k)) unlinked->push_back(l);
+  }
+  std::sort(unlinked->begin(), unlinked->end(),
+            [](const InodeLink& x, const InodeLink& y) { return x.version < y.version; });
+  while (unlinked->size() > kUnlinkMemoryMax) unlinked->erase(unlinked->begin());
+}
+
+bool SameNames(std::vector<InodeLink> a, std::vector<InodeLink> b) {
+  auto key = [](const InodeLink& l) { return std::make_pair(l.parent, l.name); };
+  auto less = [&](const InodeLink& x, const InodeLink& y) { return key(x) < key(y); };
+  std::sort(a.begin(), a.end(), less);
+  std::sort(b.begin(), b.end(), less);
+  return a == b;
+}
+
+}  // namespace
+
+void InodeTable::AddLink(Inode* dir, std::string_view name, Inode* child, const Version& v,
+                         const InodeLink* from) {
+  InodeLink link = NewLink(dir->ino, name, v, from);
+  Forget(&child->unlinked, dir->ino, name);
   child->links.push_back(link);
   Index(dir, link, child->ino);
   Recount(child);
 }
 
-Inode* InodeTable::RemoveLink(Inode* dir, std::string_view name) {
+Inode* InodeTable::RemoveLink(Inode* dir, std::string_view name, const Version& v) {
   if (!dir->dir) return nullptr;
   auto it = dir->dir->by_name.find(name);
   if (it == dir->dir->by_name.end()) return nullptr;
@@ -213,7 +332,10 @@ Inode* InodeTable::RemoveLink(Inode* dir, std::string_view name) {
     auto l = std::find_if(child->links.begin(), child->links.end(), [&](const InodeLink& k) {
       return k.parent == dir->ino && k.name == name;
     });
-    if (l != child->links.end()) child->links.erase(l);
+    if (l != child->links.end()) {
+      Remember(child, *l, v);
+      child->links.erase(l);
+    }
   }
   // Without the name's inode in the table the slot still goes.
   if (child) {
@@ -227,10 +349,10 @@ Inode* InodeTable::RemoveLink(Inode* dir, std::string_view name) {
 }
 
 Inode* InodeTable::ReplaceLink(Inode* dir, std::string_view name, Inode* child,
-                               const Version& v) {
+                               const Version& v, const InodeLink* from) {
   auto it = dir->dir->by_name.find(name);
   if (it == dir->dir->by_name.end()) {
-    AddLink(dir, name, child, v);
+    AddLink(dir, name, child, v, from);
     return nullptr;
   }
   Dir::Slot& slot = it->second;
@@ -239,14 +361,18 @@ Inode* InodeTable::ReplaceLink(Inode* dir, std::string_view name, Inode* child,
     auto l = std::find_if(old->links.begin(), old->links.end(), [&](const InodeLink& k) {
       return k.parent == dir->ino && k.name == name;
     });
-    if (l != old->links.end()) old->links.erase(l);
+    if (l != old->links.end()) {
+      Remember(old, *l, v);
+      old->links.erase(l);
+    }
     if (old->dir && dir->dir->subdirs > 0) --dir->dir->subdirs;
     Recount(old);
   }
   slot.ino = child->ino;
   slot.version = v;
   if (child->dir) ++dir->dir->subdirs;
-  child->links.push_back(InodeLink{dir->ino, std::string(name), v});
+  Forget(&child->unlinked, dir->ino, name);
+  child->links.push_back(NewLink(dir->ino, name, v, from));
   Recount(child);
   Recount(dir);
   return old;
@@ -332,6 +458,23 @@ proto::InodeRecord InodeTable::ToRecord(const Inode& inode, std::uint32_t chunk_
     out->set_parent(l.parent);
     out->set_name(l.name);
     ToProto(l.version, out->mutable_version());
+    if (l.renamed) {
+      out->set_renamed(true);
+      out->set_from_parent(l.from_parent);
+      out->set_from_name(l.from_name);
+    }
+  }
+  rec.set_names_merge(true);
+  for (const InodeLink& l : inode.unlinked) {
+    auto* out = rec.add_unlinked();
+    out->set_parent(l.parent);
+    out->set_name(l.name);
+    ToProto(l.version, out->mutable_version());
+    if (l.renamed) {
+      out->set_renamed(true);
+      out->set_from_parent(l.from_parent);
+      out->set_from_name(l.from_name);
+    }
   }
   return rec;
 }
@@ -351,7 +494,17 @@ std::unique_ptr<Inode> InodeTable::FromRecord(const proto::InodeRecord& rec) {
   inode->version = FromProto(rec.version());
   inode->nlink = rec.nlink();
   for (const auto& c : rec.chunks()) inode->chunks.push_back(crypto::IdFromBytes(c).value_or(crypto::ObjectId{}));
-  for (const auto& l : rec.links()) inode->links.push_back(InodeLink{l.parent(), l.name(), FromProto(l.version())});
+  auto link_of = [](const proto::Link& l) {
+    InodeLink link{l.parent(), l.name(), FromProto(l.version())};
+    if (l.renamed()) {
+      link.renamed = true;
+      link.from_parent = l.from_parent();
+      link.from_name = l.from_name();
+    }
+    return link;
+  };
+  for (const auto& l : rec.links()) inode->links.push_back(link_of(l));
+  for (const auto& l : rec.unlinked()) inode->unlinked.push_back(link_of(l));
   if (S_ISDIR(inode->mode)) inode->dir = std::make_unique<Dir>();
   return inode;
 }
@@ -364,6 +517,14 @@ Applied InodeTable::Apply(const proto::InodeRecord& record) {
   out.changed = true;
   std::unique_ptr<Inode> incoming = FromRecord(record);
   std::vector<InodeLink> old_links;
+  if (local && !local->dir && !incoming->dir && record.names_merge()) {
+    // Files: names merge with what this box knows (see MergeNames); the rest is the record's.
+    std::vector<InodeLink> links, unlinked;
+    MergeNames(*local, *incoming, &links, &unlinked);
+    out.rewrite = !SameNames(links, incoming->links);
+    incoming->links = std::move(links);
+    incoming->unlinked = std::move(unlinked);
+  }
   if (local) {
     old_links = local->links;
     out.data = local->size != incoming->size || local->chunks != incoming->chunks;
@@ -386,6 +547,7 @@ Applied InodeTable::Apply(const proto::InodeRecord& record) {
     local->chunks = std::move(incoming->chunks);
     local->symlink = std::move(incoming->symlink);
     local->links = std::move(incoming->links);
+    local->unlinked = std::move(incoming->unlinked);
     local->version = v;
     local->dirty.clear();  // the newer record wins over writes not yet taken here
     if (S_ISDIR(local->mode) && !local->dir) local->dir = std::make_unique<Dir>();

@@ -53,9 +53,16 @@ struct Timestamp {
 };
 
 struct InodeLink {
+  InodeLink() = default;
+  InodeLink(std::uint64_t p, std::string n, Version v)
+      : parent(p), name(std::move(n)), version(v) {}
   std::uint64_t parent = 0;
   std::string name;
   Version version;
+  // Given by a rename of (from_parent, from_name).
+  bool renamed = false;
+  std::uint64_t from_parent = 0;
+  std::string from_name;
   bool operator==(const InodeLink& o) const { return parent == o.parent && name == o.name; }
 };
 
@@ -87,6 +94,7 @@ struct Inode {
   std::vector<crypto::ObjectId> chunks;  // chunk i covers [i * chunk_size, ...); zero id: hole
   std::string symlink;
   std::vector<InodeLink> links;  // directories: one (the root: none)
+  std::vector<InodeLink> unlinked;  // files: names removed, at the version of the removal
   Version version;
   // Local state, never replicated.
   std::uint32_t nlink = 0;    // files: links; directories: 2 + subdirectories
@@ -105,6 +113,9 @@ struct Inode {
 struct Applied {
   bool changed = false;  // the record was newer than this box's and was taken
   bool data = false;     // size or content changed
+  // The names merged with this box's knowledge differ from the record's (a removal the writer
+  // had not seen): this box must write the merged record.
+  bool rewrite = false;
   std::vector<std::pair<std::uint64_t, std::string>> names_gone;   // (directory, name)
   std::vector<std::pair<std::uint64_t, std::string>> names_added;
 };
@@ -138,14 +149,18 @@ class InodeTable {
   void Erase(std::uint64_t ino);
 
   std::optional<std::uint64_t> Lookup(const Inode& dir, std::string_view name) const;
-  // Gives `child` the name `name` in `dir` at version `v`. The name must be free.
-  void AddLink(Inode* dir, std::string_view name, Inode* child, const Version& v);
+  // Gives `child` the name `name` in `dir` at version `v`. The name must be free. `from`: the
+  // name a rename moves away (it is recorded with the new one).
+  void AddLink(Inode* dir, std::string_view name, Inode* child, const Version& v,
+               const InodeLink* from = nullptr);
   // Takes `name` in `dir` away from its inode (which keeps its other names); returns that inode,
-  // or nullptr when the name is not there.
-  Inode* RemoveLink(Inode* dir, std::string_view name);
+  // or nullptr when the name is not there. With a version, a file remembers the removal (see
+  // Apply); without one (taking back a change that never became durable) it does not.
+  Inode* RemoveLink(Inode* dir, std::string_view name, const Version& v = Version{});
   // Gives the existing name `name` in `dir` to `child` instead of its holder (rename over an
   // existing name): the name keeps its readdir cookie. Returns the former holder.
-  Inode* ReplaceLink(Inode* dir, std::string_view name, Inode* child, const Version& v);
+  Inode* ReplaceLink(Inode* dir, std::string_view name, Inode* child, const Version& v,
+                     const InodeLink* from = nullptr);
 
   // Rebuilds every directory index and link count from the links (after a bulk load). Names
   // claimed twice are resolved as the class comment says and returned.

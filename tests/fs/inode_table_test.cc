@@ -99,6 +99,13 @@ TEST_F(InodeTableTest, RecordsFromTheNodesApplyByLastWriterWins) {
   l->set_parent(kRootIno);
   l->set_name("read-msg");
   l->mutable_version()->set_hlc(30);
+  l->set_renamed(true);
+  l->set_from_parent(kRootIno);
+  l->set_from_name("inbox-msg");
+  auto* u = moved.add_unlinked();
+  u->set_parent(kRootIno);
+  u->set_name("inbox-msg");
+  u->mutable_version()->set_hlc(29);
   moved.set_size(99);
   Applied a = t_.Apply(moved);
   EXPECT_TRUE(a.changed);
@@ -120,6 +127,103 @@ TEST_F(InodeTableTest, RecordsFromTheNodesApplyByLastWriterWins) {
   EXPECT_TRUE(d.changed);
   EXPECT_FALSE(t_.Lookup(*root_, "read-msg"));
   EXPECT_EQ(f->nlink, 0u);
+}
+
+TEST_F(InodeTableTest, NamesMergePerNameSoThatNoBoxUndoesAnothersRemoval) {
+  // Box A: a delivery links tmp/T to new/X, then unlinks tmp/T (version 40). Box B saw both
+  // names and moved new/X to cur/X (version 50), not knowing of the unlink.
+  Inode* f = File();
+  t_.AddLink(root_, "T", f, {10, 1});
+  t_.AddLink(root_, "X", f, {20, 1});
+  proto::InodeRecord seen_by_b = Rec(*f, {20, 1});
+  t_.RemoveLink(root_, "T", {40, 1});
+  f->version = {40, 1};
+  ASSERT_EQ(f->unlinked.size(), 1u);
+  proto::InodeRecord from_b = seen_by_b;
+  from_b.mutable_version()->set_hlc(50);
+  from_b.mutable_version()->set_box_id(2);
+  for (auto& link : *from_b.mutable_links()) {
+    if (link.name() != "X") continue;
+    link.set_name("X:2,S");
+    link.mutable_version()->set_hlc(50);
+    link.set_renamed(true);
+    link.set_from_parent(kRootIno);
+    link.set_from_name("X");
+  }
+  auto* gone = from_b.add_unlinked();
+  gone->set_parent(kRootIno);
+  gone->set_name("X");
+  gone->mutable_version()->set_hlc(50);
+  Applied a = t_.Apply(from_b);
+  EXPECT_TRUE(a.changed);
+  EXPECT_TRUE(a.rewrite) << "B's record still names T: the merged names must go out";
+  EXPECT_FALSE(t_.Lookup(*root_, "T")) << "B's move brought back the name A removed";
+  EXPECT_FALSE(t_.Lookup(*root_, "X"));
+  EXPECT_EQ(t_.Lookup(*root_, "X:2,S"), f->ino);
+  EXPECT_EQ(f->nlink, 1u);
+  // The merged record, applied on B (which holds its own version), changes B the same way and
+  // needs no further rewrite.
+  InodeTable b;
+  auto root = std::make_unique<Inode>();
+  root->ino = kRootIno;
+  root->mode = S_IFDIR | 0755;
+  root->dir = std::make_unique<fs::Dir>();
+  Inode* broot = b.Insert(std::move(root));
+  b.Apply(from_b);
+  proto::InodeRecord merged = InodeTable::ToRecord(*f, 65536);
+  merged.mutable_version()->set_hlc(60);
+  Applied on_b = b.Apply(merged);
+  EXPECT_TRUE(on_b.changed);
+  EXPECT_FALSE(on_b.rewrite);
+  EXPECT_FALSE(b.Lookup(*broot, "T"));
+  EXPECT_TRUE(b.Lookup(*broot, "X:2,S"));
+}
+
+TEST_F(InodeTableTest, TwoBoxesRenamingOneNameAtOnceLeaveOneName) {
+  Inode* f = File();
+  t_.AddLink(root_, "X", f, {10, 1});
+  f->version = {10, 1};
+  // This box flags it (version 30); another box flagged it otherwise at version 20.
+  const InodeLink from{kRootIno, "X", {30, 1}};
+  t_.RemoveLink(root_, "X", from.version);
+  t_.AddLink(root_, "X:2,S", f, {30, 1}, &from);
+  f->version = {30, 1};
+  proto::InodeRecord other = Rec(*f, {35, 2});  // newer record, but an older rename
+  other.clear_links();
+  other.clear_unlinked();
+  auto* l = other.add_links();
+  l->set_parent(kRootIno);
+  l->set_name("X:2,RS");
+  l->mutable_version()->set_hlc(20);
+  l->mutable_version()->set_box_id(2);
+  l->set_renamed(true);
+  l->set_from_parent(kRootIno);
+  l->set_from_name("X");
+  Applied a = t_.Apply(other);
+  EXPECT_TRUE(a.changed);
+  EXPECT_TRUE(t_.Lookup(*root_, "X:2,S")) << "the later rename keeps its name";
+  EXPECT_FALSE(t_.Lookup(*root_, "X:2,RS"));
+  EXPECT_FALSE(t_.Lookup(*root_, "X"));
+  EXPECT_EQ(f->nlink, 1u);
+  EXPECT_TRUE(a.rewrite);
+}
+
+TEST_F(InodeTableTest, RecordsOfEarlierVersionsReplaceTheNamesWhole) {
+  Inode* f = File();
+  t_.AddLink(root_, "a", f, {10, 1});
+  t_.RemoveLink(root_, "gone", {12, 1});
+  f->version = {10, 1};
+  proto::InodeRecord old = Rec(*f, {30, 2});
+  old.set_names_merge(false);
+  old.clear_links();
+  auto* l = old.add_links();
+  l->set_parent(kRootIno);
+  l->set_name("b");
+  l->mutable_version()->set_hlc(30);
+  Applied a = t_.Apply(old);
+  EXPECT_FALSE(a.rewrite);
+  EXPECT_FALSE(t_.Lookup(*root_, "a"));
+  EXPECT_TRUE(t_.Lookup(*root_, "b"));
 }
 
 TEST_F(InodeTableTest, ReindexKeepsTheCookiesOfNamesThatStay) {
