@@ -1,6 +1,9 @@
 // The registry of access boxes (see box_registry.h).
 #include "fs/box_registry.h"
 
+#include <algorithm>
+#include <climits>
+
 namespace coffer::fs {
 
 namespace {
@@ -37,13 +40,13 @@ std::int64_t BoxRegistry::CaughtUpMs(const proto::BoxRecord& rec) {
   return rec.caught_up_unix_ms() ? rec.caught_up_unix_ms() : rec.started_unix() * 1000;
 }
 
-bool BoxRegistry::OthersCaughtUpAfter(std::uint64_t self, std::int64_t t_ms,
-                                      std::int64_t margin_ms) const {
+std::int64_t BoxRegistry::OthersCaughtUpFloor(std::uint64_t self, std::int64_t margin_ms) const {
+  std::int64_t floor = INT64_MAX;
   for (const auto& [id, rec] : boxes_) {
     if (id == self || !Counts(rec)) continue;
-    if (rec.caught_up_unix_ms() <= t_ms + margin_ms) return false;
+    floor = std::min(floor, rec.caught_up_unix_ms() - margin_ms);
   }
-  return true;
+  return floor;
 }
 
 std::vector<proto::BoxRecord> BoxRegistry::Stale(std::uint64_t self, std::int64_t now_ms,

@@ -37,9 +37,16 @@ class BoxRegistry {
   // first one, when it started.
   static std::int64_t CaughtUpMs(const proto::BoxRecord& rec);
 
-  // True when every box that counts, other than `self`, caught up after `t_ms` + `margin_ms`
-  // (clocks of different boxes differ by up to the margin). `self` is judged by the caller.
-  bool OthersCaughtUpAfter(std::uint64_t self, std::int64_t t_ms, std::int64_t margin_ms) const;
+  // Every box that counts, other than `self`, has applied every change made before the
+  // returned time (ms since the epoch): the earliest of their catch-ups less `margin_ms` (clocks
+  // of different boxes differ by up to the margin); INT64_MAX when there is none. `self` is
+  // judged by the caller.
+  std::int64_t OthersCaughtUpFloor(std::uint64_t self, std::int64_t margin_ms) const;
+  // Calls `fn` with every record (no copies).
+  template <class Fn>
+  void ForEach(Fn&& fn) const {
+    for (const auto& [id, rec] : boxes_) fn(rec);
+  }
   // Boxes that count, other than `self`, that last caught up before `now_ms` - `grace_ms`.
   std::vector<proto::BoxRecord> Stale(std::uint64_t self, std::int64_t now_ms,
                                       std::int64_t grace_ms) const;

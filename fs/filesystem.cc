@@ -809,10 +809,11 @@ CatchUpResult Filesystem::CatchUp(bool from_start) {
     const RecordIds::Kind kind = ids_.Classify(id);
     std::lock_guard lock(mu_);
     if (kind == RecordIds::Kind::kBox) {
-      for (const proto::BoxRecord& b : boxes_.All()) {
-        if (ids_.Box(b.box_id()) == id) return std::optional<Version>(Version{b.version().hlc(), b.version().box_id()});
-      }
-      return std::optional<Version>();
+      std::optional<Version> v;
+      boxes_.ForEach([&](const proto::BoxRecord& b) {
+        if (ids_.Box(b.box_id()) == id) v = Version{b.version().hlc(), b.version().box_id()};
+      });
+      return v;
     }
     if (kind != RecordIds::Kind::kInode) return std::optional<Version>();
     return LocalVersion(id);

@@ -323,6 +323,8 @@ class Filesystem {
   void CheckOwnRecord();
   // Queues `rec` (version set here) for the next batch, with its local row.
   void WriteBoxRecord(proto::BoxRecord rec);
+  // Every box, this one included, has applied every change made before this time (ms).
+  std::int64_t CaughtUpFloor() const;
   // ApplyRemote under mu_; appends what the kernel must forget to `inval`.
   // `keep`: chunks of files open here that the records deleted (fetched after the lock).
   std::size_t ApplyRemoteLocked(const std::vector<RemoteRecord>& records,

@@ -181,12 +181,7 @@ void Filesystem::LoadDeferredChunks() {
 std::size_t Filesystem::ReleaseDeferredChunks() {
   std::lock_guard lock(mu_);
   if (deferred_chunks_.empty() || options_.read_only || !stop_reason_.empty()) return 0;
-  // Every box has applied every change made before `floor`.
-  std::int64_t floor = caught_up_ms_;
-  for (const proto::BoxRecord& b : boxes_.All()) {
-    if (b.box_id() == box_id_ || !BoxRegistry::Counts(b)) continue;
-    floor = std::min(floor, b.caught_up_unix_ms() - options_.clock_margin.count());
-  }
+  const std::int64_t floor = CaughtUpFloor();
   std::size_t released = 0;
   for (auto it = deferred_chunks_.begin(); it != deferred_chunks_.end();) {
     if (it->second >= floor) {
@@ -203,10 +198,14 @@ std::size_t Filesystem::ReleaseDeferredChunks() {
   return released;
 }
 
+std::int64_t Filesystem::CaughtUpFloor() const {
+  return std::min(caught_up_ms_,
+                  boxes_.OthersCaughtUpFloor(box_id_, options_.clock_margin.count()));
+}
+
 bool Filesystem::EveryBoxCaughtUpAfter(std::int64_t t_ms) {
   std::lock_guard lock(mu_);
-  if (caught_up_ms_ <= t_ms) return false;
-  return boxes_.OthersCaughtUpAfter(box_id_, t_ms, options_.clock_margin.count());
+  return CaughtUpFloor() > t_ms;
 }
 
 bool Filesystem::LapseStaleBoxes() {
