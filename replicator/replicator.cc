@@ -1037,13 +1037,18 @@ void Replicator::ReadNewestAsync(const crypto::ObjectId& id, const std::vector<s
       std::string error;
       if (r.status == CallStatus::kOk && r.reply.has_get() && r.reply.get().results_size() == 1) {
         MarkUp(node, r.latency);
-        answered = true;
         auto* res = r.reply.mutable_get()->mutable_results(0);
+        // A replica counts as having answered when it served a genuine copy or said it holds
+        // none; a copy that does not authenticate is no answer (else a corrupt reply and a
+        // stale replica together would pass for enough replicas, and the stale version for
+        // the newest: a deleted message would come back).
+        answered = !res->found();
         if (res->found()) {
           std::optional<Object> o = FromWireObject(std::move(*res->mutable_object()));
           const Verdict v = !o || o->id != id ? Verdict::kCorrupt : Verify(node, *o);
           if (v == Verdict::kGenuine) {
             genuine = std::move(o);
+            answered = true;
           } else {
             error = "node " + options_.nodes[node].id + ": copy " + ToString(v);
           }

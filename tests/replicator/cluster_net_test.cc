@@ -309,6 +309,48 @@ TEST_F(ClusterTest, CorruptNodeReadsStayCorrectAndBadReplicaIsRepaired) {
   EXPECT_EQ(res.reply.get().results(0).object().sealed(), victim.sealed);
 }
 
+// Reading the newest version of an object (catch-up, min-version reads) needs R-W+1 replicas to
+// answer. A replica whose copy does not authenticate has not answered: with a stale replica
+// beside it, it must not make the stale version pass for the newest (a deleted message would
+// come back).
+TEST_F(ClusterTest, ACorruptCopyIsNoAnswerWhenReadingTheNewestVersion) {
+  Replicator& r = Connect();
+  Object old = MakeObject(10), fresh = MakeObject(20);
+  fresh.id = old.id;
+  fresh.sealed = crypto::Seal(keyring_, crypto::ObjectKind::kChunk, old.id, 1, {20, 1},
+                              crypto::primitives::RandomString(512));
+  const auto reps = r.placement().Replicas(std::string(crypto::IdBytes(old.id)), 3);
+  auto put = [&](std::size_t node, const Object& o) {
+    wire::Request req;
+    auto* w = req.mutable_put()->add_objects();
+    w->set_id(std::string(crypto::IdBytes(o.id)));
+    ToWire(o.version, w->mutable_version());
+    w->set_sealed(o.sealed);
+    auto res = r.transport().Call(node, req, 2000ms).get();
+    ASSERT_EQ(res.status, CallStatus::kOk);
+    ASSERT_EQ(res.reply.put().results(0).status(), wire::PUT_STORED);
+  };
+  put(reps[0], old);    // a replica that missed the newer version
+  put(reps[1], fresh);  // the newer version on W=2 replicas
+  put(reps[2], fresh);
+  auto read_newest = [&] {
+    std::promise<GetResult> p;
+    auto f = p.get_future();
+    r.ReadNewestAsync(old.id, {}, [&p](GetResult&& g) { p.set_value(std::move(g)); });
+    return f.get();
+  };
+  SetPlayDead(reps[1], wire::PLAY_DEAD_CORRUPT);
+  SetPlayDead(reps[2], wire::PLAY_DEAD_SILENT);
+  GetResult g = read_newest();
+  EXPECT_NE(g.status, GetStatus::kFound) << "the stale version passed for the newest";
+  EXPECT_EQ(g.status, GetStatus::kUnavailable) << g.error;
+  SetPlayDead(reps[1], wire::PLAY_DEAD_OFF);
+  g = read_newest();
+  ASSERT_EQ(g.status, GetStatus::kFound) << g.error;
+  EXPECT_EQ(g.object.version, fresh.version);
+  SetPlayDead(reps[2], wire::PLAY_DEAD_OFF);
+}
+
 TEST_F(ClusterTest, ReadRepairsMissingReplica) {
   Replicator& r = Connect();
   nodes_[3]->Kill(SIGKILL);
