@@ -405,19 +405,13 @@ int BoxesMain(const FsArgs& a, Io& io) {
 
 int RetireBoxMain(const FsArgs& a, Io& io) {
   std::string answer;
-  const std::string line = "retire-box " + a.box + (a.force ? " force" : "");
-  try {
-    const std::string socket = !a.socket.empty() ? a.socket : ResolveControlSocket(a.target);
-    answer = control::Request(socket, line, a.timeout_ms);
-  } catch (const Error& e) {
-    io.err << "cofferctl: " << e.what() << "\n";
-    return e.err() == EACCES ? kExitNoPerm : kExitUnavailable;
-  }
-  if (answer.rfind("ok ", 0) == 0) {
-    io.out << answer.substr(3) << "\n";
+  const int rc = Request(a, "retire-box " + a.box + (a.force ? " force" : ""), io, &answer);
+  if (rc == kExitOk) {
+    io.out << answer.substr(std::min<std::size_t>(answer.size(), 3)) << "\n";
     return kExitOk;
   }
-  io.err << "cofferctl: " << (answer.rfind("err ", 0) == 0 ? answer.substr(4) : answer) << "\n";
+  if (rc != kExitDataErr) return rc;  // cofferfs did not answer
+  // cofferfs answered "err ..." (Request printed it): what it means.
   if (answer.rfind("err busy", 0) == 0) return kExitTempFail;
   if (answer.rfind("err unknown", 0) == 0) return exits::kNoInput;
   if (answer.rfind("err already", 0) == 0) return kExitOk;

@@ -434,7 +434,7 @@ void Filesystem::DeleteChunk(const crypto::ObjectId& id) {
     const std::int64_t now_ms = WallNs() / 1000000;
     deferred_chunks_[id] = now_ms;
     local_rows_.push_back(
-        Mutation{Table::kMeta, kGcKeyPrefix + std::string(crypto::IdBytes(id)), BigEndian64(now_ms)});
+        Mutation{Table::kMeta, GcKey(id), BigEndian64(now_ms)});
     return;
   }
   deleted_chunks_[id] = Tick();
@@ -771,7 +771,7 @@ std::size_t Filesystem::ApplyRemoteLocked(const std::vector<RemoteRecord>& recor
       for (const auto& id : after->chunks) {
         if (!deferred_chunks_.empty() && deferred_chunks_.erase(id))
           local_rows_.push_back(
-              Mutation{Table::kMeta, kGcKeyPrefix + std::string(crypto::IdBytes(id)), std::nullopt});
+              Mutation{Table::kMeta, GcKey(id), std::nullopt});
       }
       for (const auto& id : old_chunks) {
         if (file_data::IsHole(id) ||

@@ -190,7 +190,7 @@ std::size_t Filesystem::ReleaseDeferredChunks() {
     }
     deleted_chunks_[it->first] = Tick();
     local_rows_.push_back(
-        Mutation{Table::kMeta, kGcKeyPrefix + std::string(crypto::IdBytes(it->first)), std::nullopt});
+        Mutation{Table::kMeta, GcKey(it->first), std::nullopt});
     it = deferred_chunks_.erase(it);
     ++released;
   }

@@ -9,11 +9,6 @@ namespace coffer::fs {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-std::int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 std::int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -102,7 +97,7 @@ bool Maintenance::MayCollect(const crypto::ObjectId& id) {
     // The listing is complete: everything it named was on the nodes by now. This box's own
     // catch-up runs every follow_interval; wait for one that started after it (a few seconds
     // at most, else nothing is collected this time).
-    now_ms_ = WallMs();
+    now_ms_ = WallNs() / 1000000;
     const auto deadline = Clock::now() + std::max<std::chrono::milliseconds>(
                                              4 * options_.follow_interval, std::chrono::seconds(5));
     while (fs_.caught_up_ms() <= now_ms_ && Clock::now() < deadline) {

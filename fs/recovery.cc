@@ -26,6 +26,10 @@ Version FromProto(const proto::Version& v) { return Version{v.hlc(), v.box_id()}
 
 std::string BoxKey(std::uint64_t box_id) { return kBoxKeyPrefix + BigEndian64(box_id); }
 
+std::string GcKey(const crypto::ObjectId& chunk) {
+  return kGcKeyPrefix + std::string(crypto::IdBytes(chunk));
+}
+
 Recovery::Recovery(const crypto::Keyring& keys, const std::string& fingerprint,
                    LmdbStore& local, replicator::Backend* remote, const RecordIds& ids)
     : keys_(keys), fingerprint_(fingerprint), local_(local), remote_(remote), ids_(ids) {}

@@ -154,6 +154,7 @@ inline constexpr const char* kBoxKeyPrefix = "box:";
 // Chunks whose delete waits for every box (Table::kMeta): this prefix and the chunk id (16
 // bytes) -> when it was deleted (ms since the epoch, 8 bytes big-endian).
 inline constexpr const char* kGcKeyPrefix = "gc:";
+std::string GcKey(const crypto::ObjectId& chunk);
 std::string BoxKey(std::uint64_t box_id);
 
 }  // namespace coffer::fs
